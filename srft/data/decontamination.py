@@ -1,0 +1,116 @@
+"""N-gram overlap between training examples and evaluation items.
+
+**decontamination**: fraction of training examples (prompt and responses) sharing no n-gram of
+`n` tokens (default 13, shorter texts use their length, minimum 8) with any evaluation item
+(benchmarks, win-rate prompts, held-out test pairs).
+
+Tokens are the text lower-cased and split on whitespace. A training text of L tokens is compared
+with n-grams of size `max(min_n, min(n, L))`; a text shorter than `min_n` tokens has no n-gram
+and cannot overlap. An example (a tuple of texts, e.g. prompt, chosen, rejected) is
+contaminated when any of its texts shares an n-gram with any evaluation text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+NGRAM_TOKENS = 13  # the n-gram size for texts at least this long
+MIN_NGRAM_TOKENS = 8  # the smallest n-gram size; shorter texts are never contaminated
+
+
+def tokens(text: str) -> list[str]:
+    """The text lower-cased and split on whitespace."""
+    return text.lower().split()
+
+
+def ngrams(words: Sequence[str], size: int) -> Iterable[tuple[str, ...]]:
+    """Every run of `size` consecutive words, in order; nothing when there are fewer words."""
+    return zip(*(words[start:] for start in range(size)), strict=False)
+
+
+class NgramIndex:
+    """The n-grams of the evaluation texts, one set per size from `min_n` to `n` tokens.
+
+    The set of size `n` is built at once; a smaller size is built the first time a training
+    text that short asks for it, since most training texts never do.
+    """
+
+    def __init__(
+        self, eval_texts: Iterable[str], n: int = NGRAM_TOKENS, min_n: int = MIN_NGRAM_TOKENS
+    ) -> None:
+        if not 1 <= min_n <= n:
+            raise ValueError(f"need 1 <= min_n <= n, got min_n={min_n}, n={n}")
+        self.n = n
+        self.min_n = min_n
+        self._eval_tokens = [tokens(text) for text in eval_texts]
+        self._by_size: dict[int, set[tuple[str, ...]]] = {}
+        self.ngram_set(n)
+
+    def ngram_size(self, n_tokens: int) -> int:
+        """The n-gram size for a training text of `n_tokens` tokens: max(min_n, min(n, L))."""
+        return max(self.min_n, min(self.n, n_tokens))
+
+    def ngram_set(self, size: int) -> set[tuple[str, ...]]:
+        """Every n-gram of `size` tokens in the evaluation texts."""
+        if not self.min_n <= size <= self.n:
+            raise ValueError(f"size must be in [{self.min_n}, {self.n}], got {size}")
+        if size not in self._by_size:
+            grams: set[tuple[str, ...]] = set()
+            for words in self._eval_tokens:
+                grams.update(ngrams(words, size))
+            self._by_size[size] = grams
+        return self._by_size[size]
+
+    def overlap(self, text: str) -> tuple[str, ...] | None:
+        """The first n-gram of `text` that some evaluation text also holds, or None."""
+        words = tokens(text)
+        if len(words) < self.min_n:
+            return None
+        size = self.ngram_size(len(words))
+        # filter() with the set's own __contains__ runs the scan in C, which is most of the cost.
+        return next(filter(self.ngram_set(size).__contains__, ngrams(words, size)), None)
+
+
+@dataclass
+class DecontaminationResult:
+    """Which training examples overlap the evaluation texts."""
+
+    score: float  # fraction of examples that are clean; 1.0 when there are no examples
+    n_examples: int
+    contaminated: list[int]  # indices of contaminated examples, ascending
+    overlaps: dict[int, str]  # example index -> the first shared n-gram, joined by spaces
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def decontaminate(
+    examples: Sequence[Sequence[str]],
+    eval_texts: Iterable[str],
+    *,
+    n: int = NGRAM_TOKENS,
+    min_n: int = MIN_NGRAM_TOKENS,
+) -> DecontaminationResult:
+    """Find the training examples that share an n-gram with any evaluation text.
+
+    Each example is a sequence of texts (e.g. prompt, chosen, rejected); it is contaminated
+    when any of its texts overlaps. The score is the **decontamination** fraction defined above.
+    """
+    index = NgramIndex(eval_texts, n=n, min_n=min_n)
+    contaminated: list[int] = []
+    overlaps: dict[int, str] = {}
+    for position, example in enumerate(examples):
+        if isinstance(example, str):
+            raise TypeError(f"example {position} is a str; pass a tuple of texts, e.g. (prompt,)")
+        for text in example:
+            gram = index.overlap(text)
+            if gram is not None:
+                contaminated.append(position)
+                overlaps[position] = " ".join(gram)
+                break
+    n_examples = len(examples)
+    score = 1.0 - len(contaminated) / n_examples if n_examples else 1.0
+    return DecontaminationResult(score, n_examples, contaminated, overlaps)

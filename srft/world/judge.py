@@ -1,0 +1,97 @@
+"""The world's hidden gold judge and the noisy annotator built on it.
+
+The gold judge scores a response to a list request ("name three fruits") in [0, 1] on five
+criteria: three of task correctness and two of style. The reward model never sees these scores:
+it learns from the annotator's labels, which follow the gold judge through Bradley-Terry noise
+as a human rater's would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+from srft.world.lexicon import CATEGORIES, CATEGORY_OF, COUNT_WORDS, FILLERS
+
+#: criterion -> weight in the gold score; the weights sum to 1.
+CRITERIA_WEIGHTS: dict[str, float] = {
+    "in_category": 0.3,  # correctness: every listed item belongs to the requested category
+    "count": 0.15,  # correctness: exactly as many items as requested
+    "distinct": 0.15,  # correctness: no item repeated
+    "format": 0.20,  # style: items separated by commas, closed by a full stop
+    "concise": 0.20,  # style: no filler words
+}
+
+
+def parse_request(prompt: str) -> tuple[int, str] | None:
+    """The (count, category) a list prompt asks for, or None for any other prompt."""
+    words = prompt.split()
+    count = next((COUNT_WORDS.index(w) + 1 for w in words if w in COUNT_WORDS), None)
+    category = next((w for w in words if w in CATEGORIES), None)
+    if count is None or category is None:
+        return None
+    return count, category
+
+
+def gold_criteria(prompt: str, response: str) -> dict[str, float]:
+    """Each criterion's score, 1 when the response meets it and 0 when not."""
+    request = parse_request(prompt)
+    words = response.split()
+    if request is None or not words:
+        return dict.fromkeys(CRITERIA_WEIGHTS, 0.0)
+    count, category = request
+    items = [w for w in words if w in CATEGORY_OF]
+    n_fillers = sum(w in FILLERS for w in words)
+    matching = {w for w in items if CATEGORY_OF[w] == category}
+    body = [w for w in words if w not in FILLERS]
+    if body and body[0] == "sure":
+        body = body[1:]
+    if body and body[0] == ":":
+        body = body[1:]
+    well_formed = (
+        bool(items)
+        and body[-1:] == ["."]
+        and body[:-1] == [w for pair in zip(items, [","] * len(items), strict=True) for w in pair][:-1]
+    )
+    return {
+        "in_category": float(bool(items) and len(matching) == len(items)),
+        "count": float(len(items) == count),
+        "distinct": float(bool(items) and len(set(items)) == len(items)),
+        "format": float(well_formed),
+        "concise": float(n_fillers == 0),
+    }
+
+
+def gold_score(prompt: str, response: str) -> float:
+    """The gold judge's score in [0, 1]: the weighted sum of `gold_criteria`."""
+    criteria = gold_criteria(prompt, response)
+    return sum(CRITERIA_WEIGHTS[name] * value for name, value in criteria.items())
+
+
+def gold_scores(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+    """`gold_score` for many (prompt, response) pairs: the world's judge for the win rate."""
+    return [gold_score(p, r) for p, r in zip(prompts, responses, strict=True)]
+
+
+def noisy_annotator(
+    prompts: Sequence[str], responses: Sequence[str], noise: float = 0.25, seed: int = 0
+) -> list[float]:
+    """An AI annotator: the gold score plus Gumbel noise of scale `noise`, clipped to [0, 1].
+
+    With Gumbel noise on each score, the annotator prefers response a over b with probability
+    sigmoid((gold(a) - gold(b)) / noise): the Bradley-Terry model of a noisy rater. The noise of
+    a response is a deterministic function of (seed, prompt, response), so labels are
+    reproducible.
+    """
+    scores = []
+    for prompt, response in zip(prompts, responses, strict=True):
+        u = _uniform(seed, prompt, response)
+        gumbel = -math.log(-math.log(u))
+        scores.append(min(1.0, max(0.0, gold_score(prompt, response) + noise * gumbel)))
+    return scores
+
+
+def _uniform(seed: int, prompt: str, response: str) -> float:
+    digest = hashlib.blake2b(f"{seed}\x1f{prompt}\x1f{response}".encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") + 0.5) / 2**64
