@@ -32,10 +32,10 @@ def ngrams(words: Sequence[str], size: int) -> Iterable[tuple[str, ...]]:
 
 
 class NgramIndex:
-    """The n-grams of the evaluation texts, one set per size from `min_n` to `n` tokens.
+    """The evaluation texts' n-grams: one set per size from `min_n` to `n` tokens.
 
-    The set of size `n` is built at once; a smaller size is built the first time a training
-    text that short asks for it, since most training texts never do.
+    The set of size `n` is built at once. A smaller size serves only training texts shorter
+    than `n` tokens, so its set is built the first time such a text may need it.
     """
 
     def __init__(
@@ -54,7 +54,7 @@ class NgramIndex:
         return max(self.min_n, min(self.n, n_tokens))
 
     def ngram_set(self, size: int) -> set[tuple[str, ...]]:
-        """Every n-gram of `size` tokens in the evaluation texts."""
+        """Every n-gram of `size` tokens (`min_n` to `n`) in the evaluation texts."""
         if not self.min_n <= size <= self.n:
             raise ValueError(f"size must be in [{self.min_n}, {self.n}], got {size}")
         if size not in self._by_size:
@@ -70,8 +70,19 @@ class NgramIndex:
         if len(words) < self.min_n:
             return None
         size = self.ngram_size(len(words))
-        # filter() with the set's own __contains__ runs the scan in C, which is most of the cost.
+        if size < self.n and not self._may_occur_whole(words):
+            return None
+        # filter() with the set's own __contains__ scans in C, where most of the time goes.
         return next(filter(self.ngram_set(size).__contains__, ngrams(words, size)), None)
+
+    def _may_occur_whole(self, words: list[str]) -> bool:
+        """False when `words` surely occur in no evaluation text, as a whole and in order.
+
+        A text shorter than `n` tokens is its own single n-gram; if it occurs in an evaluation
+        text, so does each of its `min_n`-grams. Testing those first spares building the set of
+        the text's own size for almost every short text.
+        """
+        return all(map(self.ngram_set(self.min_n).__contains__, ngrams(words, self.min_n)))
 
 
 @dataclass
@@ -100,13 +111,18 @@ def decontaminate(
     when any of its texts overlaps. The score is the **decontamination** fraction defined above.
     """
     index = NgramIndex(eval_texts, n=n, min_n=min_n)
+    # Prompts recur across the pairs made from them, and responses across pairs, so each
+    # distinct text is looked up once.
+    overlap_of: dict[str, tuple[str, ...] | None] = {}
     contaminated: list[int] = []
     overlaps: dict[int, str] = {}
     for position, example in enumerate(examples):
         if isinstance(example, str):
             raise TypeError(f"example {position} is a str; pass a tuple of texts, e.g. (prompt,)")
         for text in example:
-            gram = index.overlap(text)
+            if text not in overlap_of:
+                overlap_of[text] = index.overlap(text)
+            gram = overlap_of[text]
             if gram is not None:
                 contaminated.append(position)
                 overlaps[position] = " ".join(gram)

@@ -99,8 +99,8 @@ def read_pairs(
     data = _read_bytes(path)
     pairs: list[PreferencePair] = []
     dropped: list[InvalidRow] = []
-    for line, row in _decode_lines(data):
-        result = row if isinstance(row, str) else pair_from_row(row, score_scale)
+    for line, parsed in _decode_lines(data):
+        result = parsed if isinstance(parsed, str) else pair_from_row(parsed, score_scale)
         if isinstance(result, PreferencePair):
             pairs.append(result)
         elif on_invalid == "drop":

@@ -1,0 +1,81 @@
+"""Annotators: who scores the generated responses. A Python callable `module:function`, a
+reward-model checkpoint, or a file of human labels; the world's noisy gold judge is a callable."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from srft.config import SrftConfig
+from srft.errors import SrftError
+
+Scorer = Callable[[Sequence[str], Sequence[str]], list[float]]
+
+
+def import_callable(spec: str, key: str) -> Callable[..., Any]:
+    """'package.module:function' -> the function; errors name the config key."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise SrftError(f"{key}: expected 'module:function', got '{spec}'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise SrftError(f"{key}: cannot import module '{module_name}' ({err})") from None
+    function = getattr(module, attr, None)
+    if not callable(function):
+        raise SrftError(f"{key}: '{module_name}' has no function '{attr}'")
+    return function
+
+
+def callable_scorer(spec: str, key: str, options: dict[str, Any], seed: int) -> Scorer:
+    """A scorer calling `spec` with the options; `seed` is passed when the function takes one."""
+    function = import_callable(spec, key)
+    kwargs = dict(options)
+    if "seed" in inspect.signature(function).parameters and "seed" not in kwargs:
+        kwargs["seed"] = seed
+
+    def score(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        values = [float(v) for v in function(list(prompts), list(responses), **kwargs)]
+        if len(values) != len(responses):
+            raise SrftError(f"{key}: '{spec}' returned {len(values)} scores for {len(responses)} responses")
+        return values
+
+    return score
+
+
+def reward_model_scorer(config: SrftConfig) -> Scorer:
+    """Scores in [0, 1]: the sigmoid of a reward model's output."""
+    from srft.models.loading import load_reward_model, load_tokenizer
+    from srft.models.reward import score_texts
+
+    path = config.annotation.reward_model or ""
+    tokenizer = load_tokenizer(path)
+    model = load_reward_model(path, tokenizer.pad_token_id)
+
+    def score(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        rewards = score_texts(model, tokenizer, list(prompts), list(responses),
+                              config.data.max_prompt_length, config.data.max_response_length)
+        return torch.sigmoid(rewards).tolist()
+
+    return score
+
+
+def build_annotator(config: SrftConfig) -> Scorer:
+    annotation = config.annotation
+    if annotation.type == "callable":
+        return callable_scorer(annotation.callable or "", "annotation.callable", annotation.options,
+                               config.seed)
+    if annotation.type == "reward_model":
+        return reward_model_scorer(config)
+    raise SrftError("annotation.type 'labels_file' scores existing responses; it does not annotate generations")
+
+
+def build_judge(config: SrftConfig) -> Scorer | None:
+    """The evaluation judge (win rate, judge accuracy), or None when none is configured."""
+    if not config.evaluation.judge:
+        return None
+    return callable_scorer(config.evaluation.judge, "evaluation.judge", {}, config.seed)

@@ -1,0 +1,399 @@
+"""The one typed schema of an srft run: the seed's `srf_config.yaml`, every key with its name and
+meaning, plus new sections (`sft`, `annotation`, `evaluation`, `gates`, `world`).
+
+Validation, defaults, the `srft init` template and the README's config table all come from the
+classes below. The defaults run the embedded world on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from srft.errors import ConfigError
+
+WORLD_MODEL = "srft:world"
+
+GATE_NAMES: tuple[str, ...] = (
+    "preference_gap",
+    "pair_count",
+    "decontamination",
+    "reward_accuracy_train",
+    "reward_accuracy_val",
+    "train_val_gap",
+    "kl_divergence",
+    "entropy",
+    "capability_retention",
+    "win_rate",
+)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    base_model: str = Field(
+        WORLD_MODEL,
+        description="Path or HF model ID of the base policy; 'srft:world' builds the embedded world's model",
+    )
+    sft_checkpoint: str | None = Field(
+        None,
+        description="An existing SFT checkpoint to use as the policy; stage 1 then evaluates it instead of training",
+    )
+    reward_model_type: Literal["shared", "separate"] = Field(
+        "shared",
+        description="'shared': the RM starts from the SFT policy; 'separate': from reward_base_model",
+    )
+    reward_base_model: str | None = Field(
+        None, description="Sequence-classification checkpoint for a 'separate' reward model"
+    )
+
+    @model_validator(mode="after")
+    def _separate_needs_base(self) -> ModelConfig:
+        if self.reward_model_type == "separate" and not self.reward_base_model:
+            raise ValueError("reward_model_type 'separate' needs model.reward_base_model")
+        return self
+
+
+class DataConfig(Section):
+    train_file: str | None = Field(
+        None,
+        description="Preference pairs (JSONL) to import instead of generating them in stage 2",
+    )
+    validation_file: str | None = Field(
+        None, description="Validation pairs (JSONL); without it 20% of the pairs are held out"
+    )
+    max_prompt_length: int = Field(32, ge=1, description="Prompt tokens kept (left-truncated)")
+    max_response_length: int = Field(24, ge=1, description="Response tokens generated or kept")
+    sft_file: str | None = Field(
+        None, description="SFT demonstrations, JSONL rows {prompt, completion}; the world's by default"
+    )
+    prompts_file: str | None = Field(
+        None, description="Prompts for preference generation and RL, JSONL rows {prompt}"
+    )
+    eval_prompts_file: str | None = Field(
+        None, description="Held-out prompts for the win rate, JSONL rows {prompt}"
+    )
+    test_file: str | None = Field(
+        None, description="Held-out test pairs (JSONL), also checked for contamination"
+    )
+    score_scale: tuple[float, float] = Field(
+        (0.0, 1.0), description="[min, max] of score_chosen/score_rejected in pair files"
+    )
+    on_invalid: Literal["error", "drop"] = Field(
+        "error", description="Invalid rows in pair files: stop with an error, or drop and count them"
+    )
+    drop_contaminated: bool = Field(
+        False, description="Drop training pairs that share an n-gram with an evaluation item"
+    )
+    decontamination_ngram: int = Field(13, ge=8, description="n of the contamination n-grams")
+    validation_fraction: float = Field(
+        0.2, gt=0.0, lt=1.0, description="Share of pairs held out for validation"
+    )
+    sft_validation_fraction: float = Field(
+        0.1, gt=0.0, lt=1.0, description="Share of SFT data held out for perplexity"
+    )
+
+    @model_validator(mode="after")
+    def _scale_ordered(self) -> DataConfig:
+        low, high = self.score_scale
+        if not low < high:
+            raise ValueError(f"score_scale [{low}, {high}] must have min < max")
+        return self
+
+
+class SFTConfig(Section):
+    learning_rate: float = Field(8e-3, gt=0, description="Peak learning rate")
+    batch_size: int = Field(64, ge=1, description="Examples per optimizer step")
+    epochs: float = Field(8, gt=0, description="Passes over the SFT data")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with linear warm-up")
+
+
+class AnnotationConfig(Section):
+    type: Literal["callable", "reward_model", "labels_file"] = Field(
+        "callable", description="Who labels the generated pairs"
+    )
+    callable: str | None = Field(
+        "srft.world.judge:noisy_annotator",
+        description="'module:function' taking (prompts, responses, **options) and returning scores",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments for the annotator callable"
+    )
+    reward_model: str | None = Field(None, description="Reward-model checkpoint used as annotator")
+    labels_file: str | None = Field(
+        None, description="JSONL rows {prompt, response, score} of human labels"
+    )
+    samples_per_prompt: int = Field(4, ge=2, description="Responses generated per prompt")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold")
+    generation_batch_size: int = Field(512, ge=1, description="Prompts per generation batch")
+
+    @model_validator(mode="after")
+    def _source_given(self) -> AnnotationConfig:
+        needed = {"callable": self.callable, "reward_model": self.reward_model,
+                  "labels_file": self.labels_file}[self.type]
+        if not needed:
+            raise ValueError(f"annotation type '{self.type}' needs annotation.{self.type}")
+        return self
+
+
+class RewardTrainingConfig(Section):
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate")
+    batch_size: int = Field(32, ge=1, description="Pairs per optimizer step")
+    max_epochs: int = Field(3, ge=1, description="Passes over the training pairs")
+    loss_function: Literal["binary_cross_entropy"] = Field(
+        "binary_cross_entropy", description="Bradley-Terry: BCE on r(chosen) - r(rejected)"
+    )
+    optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="Optimizer")
+    weight_decay: float = Field(0.01, ge=0, description="Weight decay")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with linear warm-up")
+
+
+class RLTrainingConfig(Section):
+    algorithm: Literal["PPO", "A2C"] = Field("PPO", description="PPO or A2C")
+    learning_rate: float = Field(1e-4, gt=0, description="Policy learning rate")
+    kl_penalty: float = Field(0.1, ge=0, description="KL constraint strength (per-token penalty)")
+    entropy_bonus: float = Field(0.01, ge=0, description="Entropy bonus, to maintain diversity")
+    reward_scale: float = Field(1.0, gt=0, description="Multiplier of the RM score")
+    batch_size: int = Field(64, ge=1, description="Prompts per rollout batch")
+    mini_batch_size: int = Field(16, ge=1, description="Sequences per gradient step")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Mini-batches per optimizer step")
+    max_steps: int = Field(100, ge=1, description="Rollout batches")
+    ppo_epochs: int = Field(4, ge=1, description="PPO passes over each batch")
+    clip_range: float = Field(0.2, gt=0, description="PPO ratio clip")
+
+    @model_validator(mode="after")
+    def _mini_batch_fits(self) -> RLTrainingConfig:
+        if self.mini_batch_size > self.batch_size:
+            raise ValueError(
+                f"mini_batch_size {self.mini_batch_size} is larger than batch_size {self.batch_size}"
+            )
+        return self
+
+
+class ConstraintsConfig(Section):
+    kl_target: float = Field(0.1, gt=0, description="Maximum KL divergence, nats per token")
+    entropy_min: float = Field(0.5, ge=0, description="Minimum entropy, nats per token")
+    entropy_max: float = Field(2.0, gt=0, description="Maximum entropy, nats per token")
+    reward_accuracy_target: float = Field(
+        0.70, ge=0, le=1, description="Minimum reward model accuracy"
+    )
+    min_preference_gap: float = Field(0.15, ge=0, le=1, description="Minimum preference gap")
+    min_pairs: int = Field(1000, ge=1, description="Minimum number of preference pairs")
+    min_decontamination: float = Field(
+        0.9, ge=0, le=1, description="Minimum fraction of clean training pairs"
+    )
+    max_train_val_gap: float = Field(
+        0.10, gt=0, le=1, description="Maximum reward accuracy train minus val"
+    )
+    min_capability_retention: float = Field(
+        0.95, ge=0, description="Minimum mean final/baseline benchmark score"
+    )
+    min_win_rate: float = Field(0.5, ge=0, le=1, description="Win rate must exceed this")
+
+    @model_validator(mode="after")
+    def _entropy_band(self) -> ConstraintsConfig:
+        if self.entropy_min >= self.entropy_max:
+            raise ValueError(
+                f"entropy band inverted: entropy_min {self.entropy_min} >= entropy_max {self.entropy_max}"
+            )
+        return self
+
+
+class ComputeConfig(Section):
+    fp16: bool = Field(False, description="Mixed precision fp16 (GPU only)")
+    bf16: bool = Field(False, description="Mixed precision bf16")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="'auto' takes cuda when present, else cpu"
+    )
+    num_devices: int = Field(1, ge=1, description="Devices, used through accelerate launch")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory")
+    num_threads: int | None = Field(None, ge=1, description="CPU threads for torch; None = torch default")
+
+
+class LoggingConfig(Section):
+    wandb_project: str | None = Field(None, description="W&B project (with report_to: [wandb])")
+    wandb_run_name: str | None = Field(None, description="W&B run name")
+    output_dir: str = Field("outputs/srft-run", description="The run directory")
+    log_interval: int = Field(10, ge=1, description="Steps between logged metrics")
+    save_interval: int = Field(100, ge=1, description="Steps between checkpoints")
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
+        default_factory=list, description="Experiment trackers besides metrics.jsonl"
+    )
+
+
+class EvaluationConfig(Section):
+    judge: str | None = Field(
+        "srft.world.judge:gold_scores",
+        description="'module:function' scoring (prompts, responses) for win rate and judge accuracy",
+    )
+    benchmarks: dict[str, str] = Field(
+        default_factory=dict,
+        description="Benchmark name -> JSONL file of {prompt, answer}; the world's by default",
+    )
+
+
+class GatesConfig(Section):
+    mode: dict[str, Literal["enforce", "warn"]] = Field(
+        default_factory=dict,
+        description="Per-gate mode; gates not listed are enforced",
+    )
+    max_retries: int = Field(2, ge=0, description="Retries with adjusted settings per stage")
+
+    @model_validator(mode="after")
+    def _known_gates(self) -> GatesConfig:
+        for name in self.mode:
+            if name not in GATE_NAMES:
+                raise ValueError(f"unknown gate '{name}' (known: {', '.join(GATE_NAMES)})")
+        return self
+
+    def mode_of(self, gate: str) -> str:
+        return self.mode.get(gate, "enforce")
+
+
+class WorldConfig(Section):
+    n_sft_list: int = Field(3000, ge=10, description="List-task SFT demonstrations")
+    n_sft_skill: int = Field(1500, ge=10, description="Capability-task SFT demonstrations")
+    n_preference_prompts: int = Field(2500, ge=10, description="Prompts for stage 2 and RL")
+    n_eval_prompts: int = Field(200, ge=10, description="Held-out prompts for the win rate")
+    n_benchmark_items: int = Field(100, ge=5, description="Items per capability benchmark")
+    hidden_size: int = Field(64, ge=8, description="Base model width")
+    num_layers: int = Field(2, ge=1, description="Base model layers")
+
+
+class SrftConfig(Section):
+    seed: int = Field(0, description="Seed of every random source: world, sampling, training")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+    annotation: AnnotationConfig = Field(default_factory=AnnotationConfig)
+    reward_training: RewardTrainingConfig = Field(default_factory=RewardTrainingConfig)
+    rl_training: RLTrainingConfig = Field(default_factory=RLTrainingConfig)
+    constraints: ConstraintsConfig = Field(default_factory=ConstraintsConfig)
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
+    world: WorldConfig = Field(default_factory=WorldConfig)
+
+    @property
+    def uses_world(self) -> bool:
+        return self.model.base_model == WORLD_MODEL
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+# Keys that name input files: each must exist when set.
+INPUT_FILE_KEYS: tuple[str, ...] = (
+    "model.sft_checkpoint",
+    "data.train_file",
+    "data.validation_file",
+    "data.sft_file",
+    "data.prompts_file",
+    "data.eval_prompts_file",
+    "data.test_file",
+    "annotation.labels_file",
+)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> SrftConfig:
+    """Read, override and validate a config; any fault raises ConfigError naming the key path."""
+    raw: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        source = str(path)
+        raw = _read_yaml(Path(path))
+    for override in overrides or []:
+        _apply_override(raw, override)
+    return validate_config(raw, source)
+
+
+def validate_config(raw: dict[str, Any], source: str = "config") -> SrftConfig:
+    try:
+        config = SrftConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: {_describe(err)}") from None
+    for key in INPUT_FILE_KEYS:
+        value = _get(config, key)
+        if value is not None and not Path(value).exists():
+            raise ConfigError(f"{source}: {key}: file not found: {value}")
+    for name, file in config.evaluation.benchmarks.items():
+        if not Path(file).exists():
+            raise ConfigError(f"{source}: evaluation.benchmarks.{name}: file not found: {file}")
+    return config
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, expected a YAML file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}{where}: YAML error: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _apply_override(raw: dict[str, Any], override: str) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {override}: expected section.key=value")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {override}: value is not valid YAML") from None
+    parts = key.strip().split(".")
+    node: Any = raw
+    schema: type[BaseModel] | None = SrftConfig
+    for i, part in enumerate(parts):
+        if schema is not None and part not in schema.model_fields:
+            raise ConfigError(f"--set {override}: unknown key '{'.'.join(parts[: i + 1])}'")
+        if i == len(parts) - 1:
+            node[part] = value
+            return
+        annotation = schema.model_fields[part].annotation if schema is not None else None
+        schema = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {override}: '{'.'.join(parts[: i + 1])}' is not a section")
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    kind = first["type"]
+    message = first["msg"]
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key"
+    if kind.startswith("value_error"):
+        message = message.removeprefix("Value error, ")
+        return f"{loc}: {message}" if loc else message
+    value = first.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "a mapping"
+    return f"{loc}: {message} (got {shown})"
+
+
+def _get(config: BaseModel, dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node

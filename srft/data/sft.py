@@ -1,0 +1,89 @@
+"""SFT demonstrations: JSONL rows {prompt, completion}, tokenised with the loss on the completion."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from srft.errors import DataError
+
+
+def read_prompt_rows(path: str | Path, fields: tuple[str, ...]) -> list[dict[str, str]]:
+    """JSONL rows that must carry non-empty string `fields`; errors name the file and line."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a JSONL file")
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: invalid UTF-8 at byte {err.start}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        for name in fields:
+            value = row.get(name)
+            if not isinstance(value, str) or not value.strip():
+                raise DataError(f"{path}:{number}: field '{name}' must be a non-empty string")
+        rows.append({name: row[name] for name in fields})
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, max_length: int) -> list[int]:
+    """Prompt token ids, left-truncated to `max_length` (the end of a prompt matters most)."""
+    ids = tokenizer(prompt)["input_ids"]
+    return ids[-max_length:]
+
+
+def encode_completion(
+    tokenizer: PreTrainedTokenizerBase, completion: str, max_length: int
+) -> list[int]:
+    """Completion token ids closed by EOS, truncated to `max_length` tokens in all."""
+    ids = tokenizer(completion, add_special_tokens=False)["input_ids"][: max_length - 1]
+    return ids + [tokenizer.eos_token_id]
+
+
+@dataclass
+class SFTExample:
+    input_ids: list[int]
+    labels: list[int]  # -100 on prompt tokens: the loss is on the completion only
+
+
+def encode_sft(rows, tokenizer, max_prompt: int, max_response: int) -> list[SFTExample]:
+    examples = []
+    for row in rows:
+        prompt = encode_prompt(tokenizer, row["prompt"], max_prompt)
+        completion = encode_completion(tokenizer, row["completion"], max_response)
+        examples.append(SFTExample(prompt + completion, [-100] * len(prompt) + completion))
+    return examples
+
+
+class SFTCollator:
+    """Right-pads input ids and labels of a batch of SFTExamples."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, batch: list[SFTExample]) -> dict[str, torch.Tensor]:
+        length = max(len(e.input_ids) for e in batch)
+        ids = torch.full((len(batch), length), self.pad_token_id)
+        labels = torch.full((len(batch), length), -100)
+        mask = torch.zeros((len(batch), length), dtype=torch.long)
+        for i, example in enumerate(batch):
+            n = len(example.input_ids)
+            ids[i, :n] = torch.tensor(example.input_ids)
+            labels[i, :n] = torch.tensor(example.labels)
+            mask[i, :n] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}

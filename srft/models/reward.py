@@ -1,0 +1,61 @@
+"""Reward-model math and scoring: the Bradley-Terry loss, pair accuracy, batched rewards."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from srft.data.sft import encode_completion, encode_prompt
+
+
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy on r(chosen) - r(rejected) with label 1: mean of
+    -log sigmoid(r_chosen - r_rejected)."""
+    return -F.logsigmoid(r_chosen - r_rejected).mean()
+
+
+def pair_accuracy(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> float:
+    """**reward accuracy**: fraction of pairs with `r(chosen) > r(rejected)`, ties counted half."""
+    if r_chosen.numel() == 0:
+        return float("nan")
+    wins = (r_chosen > r_rejected).float() + 0.5 * (r_chosen == r_rejected).float()
+    return wins.mean().item()
+
+
+def encode_pair_text(tokenizer, prompt: str, response: str, max_prompt: int, max_response: int) -> list[int]:
+    """Token ids of prompt + response + EOS, the sequence a reward model scores."""
+    return encode_prompt(tokenizer, prompt, max_prompt) + encode_completion(tokenizer, response, max_response)
+
+
+def pad_batch(sequences: list[list[int]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad token id lists into input_ids and attention_mask."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, seq in enumerate(sequences):
+        ids[i, : len(seq)] = torch.tensor(seq)
+        mask[i, : len(seq)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+@torch.no_grad()
+def score_sequences(model: PreTrainedModel, sequences: list[list[int]], pad_token_id: int,
+                    batch_size: int = 256) -> torch.Tensor:
+    """Scalar rewards of token sequences, in batches; returned on the CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    rewards = []
+    for start in range(0, len(sequences), batch_size):
+        batch = pad_batch(sequences[start : start + batch_size], pad_token_id)
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        rewards.append(logits[:, 0].float().cpu())
+    return torch.cat(rewards) if rewards else torch.empty(0)
+
+
+def score_texts(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+                responses: list[str], max_prompt: int, max_response: int,
+                batch_size: int = 256) -> torch.Tensor:
+    sequences = [encode_pair_text(tokenizer, p, r, max_prompt, max_response)
+                 for p, r in zip(prompts, responses, strict=True)]
+    return score_sequences(model, sequences, tokenizer.pad_token_id, batch_size)

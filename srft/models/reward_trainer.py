@@ -1,0 +1,129 @@
+"""Bradley-Terry reward-model training on a transformers Trainer, best checkpoint by val accuracy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, Trainer
+
+from srft.config import SrftConfig
+from srft.data.pairs import PreferencePair
+from srft.models.reward import bradley_terry_loss, encode_pair_text, pad_batch
+from srft.models.training import quiet, training_arguments
+
+
+@dataclass
+class EncodedPair:
+    chosen: list[int]
+    rejected: list[int]
+
+
+def encode_pairs(pairs: list[PreferencePair], tokenizer, max_prompt: int, max_response: int) -> list[EncodedPair]:
+    return [
+        EncodedPair(
+            encode_pair_text(tokenizer, p.prompt, p.chosen, max_prompt, max_response),
+            encode_pair_text(tokenizer, p.prompt, p.rejected, max_prompt, max_response),
+        )
+        for p in pairs
+    ]
+
+
+class PairCollator:
+    """Stacks chosen then rejected sequences into one right-padded batch of 2B rows."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, batch: list[EncodedPair]) -> dict[str, torch.Tensor]:
+        sequences = [p.chosen for p in batch] + [p.rejected for p in batch]
+        return pad_batch(sequences, self.pad_token_id)
+
+
+class BradleyTerryTrainer(Trainer):
+    """A Trainer whose loss is the Bradley-Terry loss of (chosen, rejected) reward pairs."""
+
+    def _rewards(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        rewards = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits[:, 0]
+        half = rewards.shape[0] // 2
+        return rewards[:half], rewards[half:]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        chosen, rejected = self._rewards(model, inputs)
+        loss = bradley_terry_loss(chosen, rejected)
+        return (loss, {"chosen": chosen, "rejected": rejected}) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            chosen, rejected = self._rewards(model, inputs)
+            loss = bradley_terry_loss(chosen, rejected)
+        if prediction_loss_only:
+            return loss.detach(), None, None
+        rewards = torch.stack([chosen, rejected], dim=1).detach()
+        return loss.detach(), rewards, torch.zeros(rewards.shape[0], device=rewards.device)
+
+
+def accuracy_metric(prediction: EvalPrediction) -> dict[str, float]:
+    """Reward accuracy of [N, 2] (chosen, rejected) rewards, ties counted half."""
+    rewards = np.asarray(prediction.predictions)
+    chosen, rejected = rewards[:, 0], rewards[:, 1]
+    wins = (chosen > rejected).astype(float) + 0.5 * (chosen == rejected).astype(float)
+    return {"accuracy": float(wins.mean()), "mean_margin": float((chosen - rejected).mean())}
+
+
+def fit_reward_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train: list[PreferencePair],
+    val: list[PreferencePair],
+    output_dir: Path,
+    config: SrftConfig,
+    callbacks: list[Any] | None = None,
+    resume_from_checkpoint: str | None = None,
+) -> dict[str, float]:
+    """Train on `train`, keep the checkpoint with the best val accuracy, save it to
+    `output_dir / "model"`; returns train and val accuracy and loss of that checkpoint."""
+    rt = config.reward_training
+    max_prompt, max_response = config.data.max_prompt_length, config.data.max_response_length
+    train_set = encode_pairs(train, tokenizer, max_prompt, max_response)
+    val_set = encode_pairs(val, tokenizer, max_prompt, max_response)
+    args = training_arguments(
+        config,
+        output_dir / "checkpoints",
+        learning_rate=rt.learning_rate,
+        batch_size=rt.batch_size,
+        epochs=rt.max_epochs,
+        weight_decay=rt.weight_decay,
+        warmup_ratio=rt.warmup_ratio,
+        optimizer=rt.optimizer,
+        eval_strategy="epoch",
+        load_best_model_at_end=True,
+        metric_for_best_model="accuracy",
+        greater_is_better=True,
+        save_total_limit=rt.max_epochs + 1,
+    )
+    trainer = quiet(BradleyTerryTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=val_set,
+        data_collator=PairCollator(tokenizer.pad_token_id),
+        compute_metrics=accuracy_metric,
+        callbacks=callbacks or [],
+    ))
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    val_metrics = trainer.evaluate(val_set, metric_key_prefix="val")
+    train_metrics = trainer.evaluate(train_set, metric_key_prefix="train")
+    trainer.model.save_pretrained(output_dir / "model")
+    tokenizer.save_pretrained(output_dir / "model")
+    return {
+        "accuracy_train": train_metrics["train_accuracy"],
+        "accuracy_val": val_metrics["val_accuracy"],
+        "loss_train": train_metrics["train_loss"],
+        "loss_val": val_metrics["val_loss"],
+        "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name,
+    }

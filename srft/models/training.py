@@ -1,0 +1,63 @@
+"""transformers TrainingArguments built from an srft config, shared by the SFT and RM stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transformers import PrinterCallback, Trainer, TrainingArguments
+
+from srft.config import SrftConfig
+from srft.models.loading import resolve_device
+
+OPTIMIZERS = {"adamw": "adamw_torch", "adam": "adamw_torch", "sgd": "sgd"}
+
+
+def training_arguments(
+    config: SrftConfig,
+    output_dir: Path,
+    *,
+    learning_rate: float,
+    batch_size: int,
+    epochs: float,
+    weight_decay: float,
+    warmup_ratio: float,
+    optimizer: str = "adamw",
+    **extra: Any,
+) -> TrainingArguments:
+    device = resolve_device(config.compute)
+    report_to = list(config.logging.report_to) or "none"
+    settings: dict[str, Any] = dict(
+        output_dir=str(output_dir),
+        learning_rate=learning_rate,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=max(batch_size, 64),
+        num_train_epochs=epochs,
+        weight_decay=weight_decay if optimizer != "adam" else 0.0,
+        warmup_steps=warmup_ratio,
+        optim=OPTIMIZERS[optimizer],
+        lr_scheduler_type="linear",
+        logging_steps=config.logging.log_interval,
+        save_strategy="epoch",
+        save_total_limit=2,
+        save_only_model=False,
+        report_to=report_to,
+        run_name=config.logging.wandb_run_name,
+        disable_tqdm=True,
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=device.type == "cpu",
+        fp16=config.compute.fp16,
+        bf16=config.compute.bf16,
+        gradient_checkpointing=config.compute.gradient_checkpointing,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+    )
+    settings.update(extra)
+    return TrainingArguments(**settings)
+
+
+def quiet(trainer: Trainer) -> Trainer:
+    """Drop the Trainer's stdout printer: srft reports progress and metrics itself."""
+    trainer.remove_callback(PrinterCallback)
+    return trainer

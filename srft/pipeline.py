@@ -1,0 +1,307 @@
+"""The stage graph: fingerprints, skip and resume, gates and decisions, summary.json.
+
+A stage runs in a staging folder and is published (renamed into place) only when its gates
+allow it, so a failed or interrupted run never overwrites what an earlier good run wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from srft.artifacts import (
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    replace_dir,
+)
+from srft.config import INPUT_FILE_KEYS, SrftConfig, validate_config
+from srft.errors import SrftError
+from srft.gates import Gate
+from srft.run_dir import STAGE_FOLDERS, RunDir
+from srft.stages.base import Adjustment, StageContext, StageResult, StageSpec
+from srft.tracking import Tracker
+
+log = logging.getLogger("srft")
+
+
+def stage_specs() -> dict[int, StageSpec]:
+    """The registered stages, by number."""
+    from srft.stages import preferences, reward, reward_validation, sft
+
+    specs = [sft.SPEC, preferences.SPEC, reward.SPEC, reward_validation.SPEC]
+    return {spec.number: spec for spec in specs}
+
+
+def parse_stages(text: str | None, available: list[int]) -> list[int]:
+    """'1-4', '2,3' or '3' -> stage numbers; None -> every available stage."""
+    if not text:
+        return available
+    numbers: set[int] = set()
+    try:
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            numbers.update(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise SrftError(f"--stages {text}: expected a range such as 1-4 or a list such as 2,3") from None
+    unknown = sorted(numbers - set(available))
+    if unknown:
+        raise SrftError(f"--stages {text}: no stage {unknown[0]} (stages: {available[0]}-{available[-1]})")
+    return sorted(numbers)
+
+
+@dataclass
+class RunOutcome:
+    status: str
+    run_dir: Path
+    gates: list[Gate] = field(default_factory=list)
+    decision: str | None = None
+
+
+class Pipeline:
+    def __init__(self, config: SrftConfig, run_dir: Path | None = None) -> None:
+        self.requested = config
+        self.run = RunDir(Path(run_dir or config.logging.output_dir))
+        self.specs = stage_specs()
+
+    # ---- public -------------------------------------------------------------------------
+
+    def execute(self, stages: list[int]) -> RunOutcome:
+        started = time.time()
+        self.run.root.mkdir(parents=True, exist_ok=True)
+        config = self._resolve_inputs(self.requested)
+        atomic_write_text(self.run.config, yaml.safe_dump(config.to_dict(), sort_keys=False))
+        adjustments: dict[int, dict[str, Any]] = {}
+        retries: dict[int, int] = {}
+        self._write_summary("running", started)
+        index = 0
+        while index < len(stages):
+            number = stages[index]
+            spec = self.specs[number]
+            effective = _with_changes(config, adjustments.get(number, {}))
+            fingerprint = self._fingerprint(spec, config)
+            manifest = self._manifest(number)
+            if (
+                number not in adjustments
+                and manifest.get("status") == "done"
+                and manifest.get("fingerprint") == fingerprint
+            ):
+                log.info("stage %d %s: done, inputs unchanged; skipped", number, spec.name)
+                index += 1
+                continue
+            attempt = retries.get(number, 0)
+            result, seconds = self._run_stage(spec, effective, fingerprint, attempt)
+            blocking = [g for g in result.gates if g.blocking]
+            if not blocking:
+                self._publish(spec, effective, fingerprint, result, seconds, attempt,
+                              adjustments.get(number, {}))
+                self._decide(number, attempt, result.gates, "pass", "continue")
+                index += 1
+                self._write_summary("running", started)
+                continue
+            adjustment = spec.adjust(effective, blocking, attempt) if spec.adjust else None
+            origin = adjustment.rerun_from if adjustment else number
+            if adjustment is None or retries.get(number, 0) >= config.gates.max_retries:
+                reason = "retries exhausted" if adjustment else "no adjustment for these gates"
+                self._decide(number, attempt, result.gates, "stop", reason)
+                self._fail_stage(spec, fingerprint, result, seconds, attempt)
+                self._write_summary("failed", started, decision="stop")
+                return RunOutcome("failed", self.run.root, self.gates(), "stop")
+            retries[number] = retries.get(number, 0) + 1
+            changes = {**adjustments.get(origin, {}), **adjustment.changes}
+            adjustments[origin] = changes
+            self._decide(number, attempt, result.gates, "retry", adjustment.reason,
+                         changes=adjustment.changes, rerun_from=origin)
+            if origin != number:
+                retries[origin] = retries.get(origin, 0)
+            index = stages.index(origin) if origin in stages else index
+        status = "passed"
+        self._write_summary(status, started)
+        return RunOutcome(status, self.run.root, self.gates(), None)
+
+    def gates(self) -> list[Gate]:
+        return collect_gates(self.run)
+
+    # ---- stages -------------------------------------------------------------------------
+
+    def _run_stage(
+        self, spec: StageSpec, config: SrftConfig, fingerprint: str, attempt: int
+    ) -> tuple[StageResult, float]:
+        workdir = self.run.staging(spec.number)
+        marker = workdir / "manifest.json"
+        # An interrupted attempt resumes from its checkpoints only with the very same settings.
+        settings = _settings_hash(spec, config)
+        previous = read_json(marker) if marker.exists() else {}
+        resume = (previous.get("status") == "running" and previous.get("fingerprint") == fingerprint
+                  and previous.get("settings") == settings)
+        if workdir.exists() and not resume:
+            shutil.rmtree(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(marker, {"stage": spec.number, "name": spec.name, "status": "running",
+                                   "fingerprint": fingerprint, "settings": settings,
+                                   "attempt": attempt})
+        for upstream in spec.upstream:
+            if self._manifest(upstream).get("status") != "done":
+                raise SrftError(
+                    f"stage {spec.number} ({spec.name}) needs stage {upstream} "
+                    f"({self.specs[upstream].name}) done in {self.run.root}; run it first"
+                )
+        log.info("stage %d %s: running%s", spec.number, spec.name,
+                 f" (attempt {attempt + 1})" if attempt else "")
+        ctx = StageContext(config, self.run, spec.number, workdir,
+                           Tracker(self.run.metrics, spec.number), attempt, resume)
+        start = time.time()
+        result = spec.run(ctx)
+        seconds = time.time() - start
+        log.info("stage %d %s: finished in %.1f s", spec.number, spec.name, seconds)
+        return result, seconds
+
+    def _publish(self, spec, config, fingerprint, result, seconds, attempt, changes) -> None:
+        workdir = self.run.staging(spec.number)
+        manifest = _manifest_body(spec, fingerprint, result, seconds, attempt, "done")
+        manifest["adjustments"] = changes
+        manifest["settings"] = {s: getattr(config, s).model_dump(mode="json") for s in spec.sections}
+        atomic_write_json(workdir / "manifest.json", manifest)
+        replace_dir(workdir, self.run.stage(spec.number))
+        # Stages downstream of a rerun are stale: their manifests no longer match.
+
+    def _fail_stage(self, spec, fingerprint, result, seconds, attempt) -> None:
+        workdir = self.run.staging(spec.number)
+        manifest = _manifest_body(spec, fingerprint, result, seconds, attempt, "failed")
+        atomic_write_json(workdir / "manifest.json", manifest)
+        # The failed attempt stays in .staging for inspection; the published folder, if an
+        # earlier run left one, is untouched.
+        atomic_write_json(self.run.root / ".staging" / f"failed_stage{spec.number}.json", manifest)
+
+    def _manifest(self, number: int) -> dict[str, Any]:
+        path = self.run.manifest(number)
+        return read_json(path) if path.exists() else {}
+
+    def _decide(self, stage: int, attempt: int, gates: list[Gate], decision: str, reason: str,
+                **extra: Any) -> None:
+        row = {"time": time.time(), "stage": stage, "attempt": attempt, "decision": decision,
+               "reason": reason, "gates": [g.to_dict() for g in gates], **extra}
+        append_jsonl(self.run.decisions, row)
+        for gate in gates:
+            log.info("gate %s: %s (target %s)%s", gate.name, gate.describe_value(),
+                     gate.describe_threshold(), "" if gate.passed else f" FAILED [{gate.mode}]")
+        if decision != "pass":
+            log.info("decision after stage %d: %s: %s", stage, decision, reason)
+
+    # ---- inputs -------------------------------------------------------------------------
+
+    def _resolve_inputs(self, config: SrftConfig) -> SrftConfig:
+        if not config.uses_world:
+            return config
+        from srft.world.materialize import materialize_world
+
+        return validate_config(materialize_world(config, self.run.world).to_dict(), "config")
+
+    def _fingerprint(self, spec: StageSpec, config: SrftConfig) -> str:
+        payload: dict[str, Any] = {"stage": spec.number, "seed": config.seed}
+        for section in spec.sections:
+            payload[section] = getattr(config, section).model_dump(mode="json")
+        payload["upstream"] = {n: self._manifest(n).get("fingerprint") for n in spec.upstream}
+        payload["files"] = {key: _file_hash(_dotted(config, key)) for key in INPUT_FILE_KEYS
+                            if key.split(".")[0] in spec.sections and _dotted(config, key)}
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    # ---- summary ------------------------------------------------------------------------
+
+    def _write_summary(self, status: str, started: float, decision: str | None = None) -> None:
+        write_summary(self.run, status, time.time() - started, decision)
+
+
+def collect_gates(run: RunDir) -> list[Gate]:
+    """The gates of every published stage, in stage order."""
+    gates: list[Gate] = []
+    for number in STAGE_FOLDERS:
+        path = run.manifest(number)
+        if path.exists():
+            gates += [Gate.from_dict(g) for g in read_json(path).get("gates", [])]
+    return gates
+
+
+def write_summary(run: RunDir, status: str, wall_seconds: float, decision: str | None) -> None:
+    stages: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    for number, folder in STAGE_FOLDERS.items():
+        path = run.manifest(number)
+        if not path.exists():
+            continue
+        manifest = read_json(path)
+        stages[str(number)] = {"name": manifest["name"], "status": manifest["status"],
+                               "seconds": manifest["seconds"]}
+        for key, value in manifest.get("metrics", {}).items():
+            if isinstance(value, int | float | str | bool) or value is None:
+                metrics[f"{folder}.{key}"] = value
+    gates = {g.name: {"value": g.value, "threshold": g.to_dict()["threshold"], "passed": g.passed,
+                      "stage": g.stage} for g in collect_gates(run)}
+    atomic_write_json(run.summary, {
+        "status": status,
+        "run": run.name,
+        "wall_seconds": round(wall_seconds, 2),
+        "stages": stages,
+        "gates": gates,
+        "metrics": metrics,
+        "decision": decision,
+    })
+
+
+def _manifest_body(spec, fingerprint, result: StageResult, seconds, attempt, status) -> dict:
+    return {
+        "stage": spec.number,
+        "name": spec.name,
+        "status": status,
+        "fingerprint": fingerprint,
+        "attempt": attempt,
+        "seconds": round(seconds, 2),
+        "finished": time.time(),
+        "metrics": result.metrics,
+        "gates": [g.to_dict() for g in result.gates],
+        "checks": result.checks,
+        "artifacts": result.artifacts,
+    }
+
+
+def _with_changes(config: SrftConfig, changes: dict[str, Any]) -> SrftConfig:
+    if not changes:
+        return config
+    data = config.to_dict()
+    for key, value in changes.items():
+        section, name = key.split(".")
+        data[section][name] = value
+    return SrftConfig.model_validate(data)
+
+
+def _settings_hash(spec: StageSpec, config: SrftConfig) -> str:
+    sections = {s: getattr(config, s).model_dump(mode="json") for s in spec.sections}
+    return hashlib.sha256(json.dumps(sections, sort_keys=True).encode()).hexdigest()
+
+
+def _dotted(config: SrftConfig, key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _file_hash(path: str) -> str:
+    target = Path(path)
+    if target.is_dir():
+        return "dir:" + str(target.resolve())
+    digest = hashlib.sha256()
+    with target.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,252 @@
+"""Stage 2, preference data: sample responses from the SFT policy, annotate them, build
+chosen/rejected pairs, measure gap, count and decontamination, split 80/20, write a data report.
+Existing pair files (data.train_file) are imported and measured instead."""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from srft.annotation import build_annotator, build_judge
+from srft.artifacts import atomic_write_json, atomic_write_text
+from srft.config import SrftConfig
+from srft.data.decontamination import decontaminate
+from srft.data.pairs import PreferencePair, read_pairs, write_pairs
+from srft.data.quality import preference_gap
+from srft.data.sft import read_prompt_rows
+from srft.errors import SrftError
+from srft.gates import Gate
+from srft.models.generation import generate
+from srft.models.loading import apply_threads, load_policy, load_tokenizer, resolve_device
+from srft.stages.base import Adjustment, StageContext, StageResult, StageSpec
+
+
+def best_versus_worst(prompt: str, responses: Sequence[str], scores: Sequence[float]) -> PreferencePair | None:
+    """The pair (highest-scored, lowest-scored) among distinct non-empty responses to one prompt,
+    or None when fewer than two remain or their scores tie."""
+    scored: dict[str, float] = {}
+    for response, score in zip(responses, scores, strict=True):
+        if response.strip() and response not in scored:
+            scored[response] = score
+    if len(scored) < 2:
+        return None
+    ranked = sorted(scored.items(), key=lambda item: item[1])
+    (rejected, low), (chosen, high) = ranked[0], ranked[-1]
+    if high == low:
+        return None
+    return PreferencePair(prompt, chosen, rejected, high, low)
+
+
+def run(ctx: StageContext) -> StageResult:
+    config = ctx.config
+    metrics: dict[str, Any] = {}
+    if config.data.train_file:
+        pairs, val_pairs, dropped = _import_pairs(config)
+        metrics["source"] = "file"
+        metrics["invalid_rows_dropped"] = dropped
+    else:
+        pairs, generation = _generate_pairs(ctx)
+        val_pairs = None
+        metrics["source"] = "generated"
+        metrics.update(generation)
+
+    # Decontamination against every evaluation set; contaminated pairs listed and optionally dropped.
+    eval_texts = _evaluation_texts(config)
+    everything = pairs + (val_pairs or [])
+    decon = decontaminate([(p.prompt, p.chosen, p.rejected) for p in everything], eval_texts,
+                          n=config.data.decontamination_ngram)
+    contaminated = [
+        {"prompt": everything[i].prompt, "overlap": decon.overlaps[i]} for i in decon.contaminated
+    ]
+    if config.data.drop_contaminated and decon.contaminated:
+        bad = set(decon.contaminated)
+        pairs = [p for i, p in enumerate(pairs) if i not in bad]
+        if val_pairs is not None:
+            val_pairs = [p for i, p in enumerate(val_pairs, start=len(pairs)) if i not in bad]
+        metrics["contaminated_dropped"] = len(bad)
+
+    if val_pairs is None:
+        rng = random.Random(config.seed)
+        shuffled = pairs[:]
+        rng.shuffle(shuffled)
+        n_val = max(1, round(len(shuffled) * config.data.validation_fraction))
+        val_pairs, pairs = shuffled[:n_val], shuffled[n_val:]
+    all_pairs = pairs + val_pairs
+    gap = preference_gap(all_pairs, config.data.score_scale)
+
+    judge = build_judge(config)
+    if judge is not None:
+        metrics.update(_judge_agreement(judge, all_pairs))
+
+    write_pairs(ctx.workdir / "pairs_train.jsonl", pairs)
+    write_pairs(ctx.workdir / "pairs_val.jsonl", val_pairs)
+    metrics.update({
+        "pairs": len(all_pairs),
+        "pairs_train": len(pairs),
+        "pairs_val": len(val_pairs),
+        "unique_prompts": len({p.prompt for p in all_pairs}),
+        "preference_gap": gap,
+        "decontamination": decon.score,
+        "contaminated": len(decon.contaminated),
+        "mean_chosen_words": _mean_words(p.chosen for p in all_pairs),
+        "mean_rejected_words": _mean_words(p.rejected for p in all_pairs),
+    })
+    c = config.constraints
+    gates = [
+        ctx.gate("preference_gap", gap, c.min_preference_gap, ">=",
+                 note="" if gap is not None else "no annotator scores"),
+        ctx.gate("pair_count", float(len(all_pairs)), float(c.min_pairs), ">="),
+        ctx.gate("decontamination", decon.score, c.min_decontamination, ">="),
+    ]
+    report = {"metrics": metrics, "contaminated_examples": contaminated[:50],
+              "gates": [g.to_dict() for g in gates]}
+    atomic_write_json(ctx.workdir / "data_report.json", report)
+    atomic_write_text(ctx.workdir / "data_report.md", _report_markdown(metrics, gates, contaminated))
+    ctx.tracker.log({k: v for k, v in metrics.items() if isinstance(v, int | float)})
+    return StageResult(
+        metrics=metrics,
+        gates=gates,
+        artifacts={"train": "pairs_train.jsonl", "val": "pairs_val.jsonl", "report": "data_report.md"},
+    )
+
+
+def _generate_pairs(ctx: StageContext) -> tuple[list[PreferencePair], dict[str, Any]]:
+    config = ctx.config
+    apply_threads(config.compute)
+    device = resolve_device(config.compute)
+    policy_dir = str(ctx.upstream_model(1))
+    tokenizer = load_tokenizer(policy_dir)
+    policy = load_policy(policy_dir, device)
+    if not config.data.prompts_file:
+        raise SrftError("data.prompts_file: stage 2 needs prompts to generate from (JSONL {prompt})")
+    prompts = [row["prompt"] for row in read_prompt_rows(config.data.prompts_file, ("prompt",))]
+    a = config.annotation
+    samples = generate(
+        policy, tokenizer, prompts,
+        max_prompt_length=config.data.max_prompt_length,
+        max_new_tokens=config.data.max_response_length,
+        samples_per_prompt=a.samples_per_prompt,
+        temperature=a.temperature,
+        top_p=a.top_p,
+        batch_size=a.generation_batch_size,
+        seed=config.seed + 1000 * ctx.attempt,
+    )
+    annotator = build_annotator(config)
+    flat_prompts = [p for p, group in zip(prompts, samples, strict=True) for _ in group]
+    flat_responses = [r for group in samples for r in group]
+    flat_scores = annotator(flat_prompts, flat_responses)
+    low, high = config.data.score_scale
+    pairs = []
+    for i, prompt in enumerate(prompts):
+        k = a.samples_per_prompt
+        scores = [min(high, max(low, s)) for s in flat_scores[i * k : (i + 1) * k]]
+        pair = best_versus_worst(prompt, samples[i], scores)
+        if pair is not None:
+            pairs.append(pair)
+    info: dict[str, Any] = {
+        "prompts": len(prompts),
+        "samples_per_prompt": a.samples_per_prompt,
+        "temperature": a.temperature,
+        "responses": len(flat_responses),
+    }
+    judge = build_judge(config)
+    if judge is not None:
+        # The SFT policy's mean judge score over its sampled responses: the room RL has.
+        info["policy_mean_judge_score"] = statistics.fmean(judge(flat_prompts, flat_responses))
+    return pairs, info
+
+
+def _import_pairs(config: SrftConfig) -> tuple[list[PreferencePair], list[PreferencePair] | None, int]:
+    kwargs = {"score_scale": config.data.score_scale, "on_invalid": config.data.on_invalid}
+    train = read_pairs(config.data.train_file, **kwargs)  # type: ignore[arg-type]
+    dropped = len(train.dropped)
+    val = None
+    if config.data.validation_file:
+        val_file = read_pairs(config.data.validation_file, **kwargs)
+        val = val_file.pairs
+        dropped += len(val_file.dropped)
+    return train.pairs, val, dropped
+
+
+def _evaluation_texts(config: SrftConfig) -> list[str]:
+    texts: list[str] = []
+    for file in config.evaluation.benchmarks.values():
+        texts += [f"{r['prompt']} {r['answer']}" for r in read_prompt_rows(file, ("prompt", "answer"))]
+    if config.data.eval_prompts_file:
+        texts += [r["prompt"] for r in read_prompt_rows(config.data.eval_prompts_file, ("prompt",))]
+    if config.data.test_file:
+        for pair in read_pairs(config.data.test_file, score_scale=config.data.score_scale).pairs:
+            texts += [pair.prompt, pair.chosen, pair.rejected]
+    return texts
+
+
+def _judge_agreement(judge, pairs: list[PreferencePair]) -> dict[str, Any]:
+    """How often the labels agree with the judge, over pairs the judge orders (ties excluded)."""
+    prompts = [p.prompt for p in pairs]
+    chosen = judge(prompts, [p.chosen for p in pairs])
+    rejected = judge(prompts, [p.rejected for p in pairs])
+    ordered = [(c, r) for c, r in zip(chosen, rejected, strict=True) if c != r]
+    agree = sum(c > r for c, r in ordered)
+    return {
+        "label_judge_agreement": agree / len(ordered) if ordered else None,
+        "label_judge_disagreement": 1 - agree / len(ordered) if ordered else None,
+        "judge_tied_pairs": len(pairs) - len(ordered),
+        "judge_gap": statistics.fmean(c - r for c, r in zip(chosen, rejected, strict=True)),
+    }
+
+
+def _mean_words(texts) -> float:
+    counts = [len(t.split()) for t in texts]
+    return statistics.fmean(counts) if counts else 0.0
+
+
+def _report_markdown(metrics: dict[str, Any], gates: list[Gate], contaminated: list[dict]) -> str:
+    lines = ["# Preference data report", "", "| metric | value |", "|---|---|"]
+    for key, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        lines.append(f"| {key} | {shown} |")
+    lines += ["", "## Gates", ""]
+    for gate in gates:
+        mark = "✅" if gate.passed else "❌"
+        lines.append(f"- {mark} {gate.name}: {gate.describe_value()} (target {gate.describe_threshold()})")
+    lines += [
+        "",
+        "Preference gap: mean over pairs of s(chosen) - s(rejected), with s the annotator's score "
+        "normalised to [0, 1].",
+        "Decontamination: fraction of training examples (prompt and responses) sharing no n-gram "
+        "of n tokens (default 13, shorter texts use their length, minimum 8) with any evaluation item.",
+    ]
+    if contaminated:
+        lines += ["", "## Contaminated examples", ""]
+        lines += [f"- `{c['prompt']}`: shares `{c['overlap']}`" for c in contaminated[:50]]
+    return "\n".join(lines) + "\n"
+
+
+def adjust(config: SrftConfig, failed: list[Gate], attempt: int) -> Adjustment | None:
+    """Gap or count short: more samples per prompt and wider sampling, then re-annotate.
+    Decontamination short: drop the contaminated examples."""
+    names = {g.name for g in failed}
+    changes: dict[str, Any] = {}
+    reasons = []
+    if names & {"preference_gap", "pair_count"} and not config.data.train_file:
+        changes["annotation.samples_per_prompt"] = min(16, config.annotation.samples_per_prompt * 2)
+        changes["annotation.temperature"] = round(config.annotation.temperature + 0.2, 3)
+        reasons.append("gap or count short: more samples per prompt, wider sampling")
+    if "decontamination" in names and not config.data.drop_contaminated:
+        changes["data.drop_contaminated"] = True
+        reasons.append("decontamination short: drop contaminated examples")
+    if not changes:
+        return None
+    return Adjustment(changes, "; ".join(reasons), rerun_from=2)
+
+
+SPEC = StageSpec(
+    number=2,
+    name="preferences",
+    run=run,
+    sections=("data", "annotation", "evaluation", "constraints", "gates"),
+    upstream=(1,),
+    adjust=adjust,
+)

@@ -1,0 +1,92 @@
+"""Stage 1, SFT: train the base model on demonstrations, record validation perplexity and the
+baseline capability scores that stage 7 compares against."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from transformers import Trainer
+
+from srft.data.sft import SFTCollator, encode_sft, read_prompt_rows
+from srft.errors import SrftError
+from srft.evaluation.benchmarks import run_benchmarks
+from srft.models.loading import apply_threads, load_policy, load_tokenizer, resolve_device
+from srft.models.training import quiet, training_arguments
+from srft.progress import TrainerProgress
+from srft.stages.base import StageContext, StageResult, StageSpec
+from srft.tracking import TrainerMetrics
+
+
+def run(ctx: StageContext) -> StageResult:
+    config = ctx.config
+    apply_threads(config.compute)
+    device = resolve_device(config.compute)
+    source = config.model.sft_checkpoint or config.model.base_model
+    tokenizer = load_tokenizer(source)
+    model = load_policy(source)
+
+    # SFT training data prepared and validated; train/validation split created (90/10).
+    if not config.data.sft_file:
+        raise SrftError("data.sft_file: stage 1 needs SFT demonstrations (JSONL {prompt, completion})")
+    rows = read_prompt_rows(config.data.sft_file, ("prompt", "completion"))
+    random.Random(config.seed).shuffle(rows)
+    n_val = max(1, int(len(rows) * config.data.sft_validation_fraction))
+    examples = encode_sft(rows, tokenizer, config.data.max_prompt_length, config.data.max_response_length)
+    val, train = examples[:n_val], examples[n_val:]
+
+    trainer = quiet(Trainer(
+        model=model,
+        args=training_arguments(
+            config,
+            ctx.workdir / "checkpoints",
+            learning_rate=config.sft.learning_rate,
+            batch_size=config.sft.batch_size,
+            epochs=config.sft.epochs,
+            weight_decay=config.sft.weight_decay,
+            warmup_ratio=config.sft.warmup_ratio,
+            eval_strategy="no",
+        ),
+        train_dataset=train,
+        eval_dataset=val,
+        data_collator=SFTCollator(tokenizer.pad_token_id),
+        callbacks=[TrainerProgress("stage 1 sft"), TrainerMetrics(ctx.tracker)],
+    ))
+    trained = config.model.sft_checkpoint is None
+    if trained:
+        checkpoint = _last_checkpoint(ctx) if ctx.resume else None
+        trainer.train(resume_from_checkpoint=checkpoint)
+    val_loss = trainer.evaluate()["eval_loss"]
+    ctx.tracker.log({"val_loss": val_loss, "val_perplexity": math.exp(val_loss)})
+
+    model = trainer.model.to(device).eval()
+    model_dir = ctx.workdir / "model"
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+
+    baseline = run_benchmarks(model, tokenizer, config.evaluation.benchmarks,
+                              config.data.max_prompt_length, config.data.max_response_length)
+    ctx.tracker.log({f"baseline_{name}": score for name, score in baseline.items()})
+    metrics = {
+        "trained": trained,
+        "train_examples": len(train),
+        "val_examples": len(val),
+        "val_loss": val_loss,
+        "val_perplexity": math.exp(val_loss),
+        "baseline": baseline,
+    }
+    return StageResult(metrics=metrics, artifacts={"model": "model"})
+
+
+def _last_checkpoint(ctx: StageContext) -> str | None:
+    folder = ctx.workdir / "checkpoints"
+    found = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    return str(found[-1]) if found else None
+
+
+SPEC = StageSpec(
+    number=1,
+    name="sft",
+    run=run,
+    sections=("model", "data", "sft", "compute", "world", "evaluation"),
+)
