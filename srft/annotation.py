@@ -41,7 +41,9 @@ def callable_scorer(spec: str, key: str, options: dict[str, Any], seed: int) -> 
     def score(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
         values = [float(v) for v in function(list(prompts), list(responses), **kwargs)]
         if len(values) != len(responses):
-            raise SrftError(f"{key}: '{spec}' returned {len(values)} scores for {len(responses)} responses")
+            raise SrftError(
+                f"{key}: '{spec}' returned {len(values)} scores for {len(responses)} responses"
+            )
         return values
 
     return score
@@ -57,8 +59,14 @@ def reward_model_scorer(config: SrftConfig) -> Scorer:
     model = load_reward_model(path, tokenizer.pad_token_id)
 
     def score(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
-        rewards = score_texts(model, tokenizer, list(prompts), list(responses),
-                              config.data.max_prompt_length, config.data.max_response_length)
+        rewards = score_texts(
+            model,
+            tokenizer,
+            list(prompts),
+            list(responses),
+            config.data.max_prompt_length,
+            config.data.max_response_length,
+        )
         return torch.sigmoid(rewards).tolist()
 
     return score
@@ -67,11 +75,14 @@ def reward_model_scorer(config: SrftConfig) -> Scorer:
 def build_annotator(config: SrftConfig) -> Scorer:
     annotation = config.annotation
     if annotation.type == "callable":
-        return callable_scorer(annotation.callable or "", "annotation.callable", annotation.options,
-                               config.seed)
+        return callable_scorer(
+            annotation.callable or "", "annotation.callable", annotation.options, config.seed
+        )
     if annotation.type == "reward_model":
         return reward_model_scorer(config)
-    raise SrftError("annotation.type 'labels_file' scores existing responses; it does not annotate generations")
+    raise SrftError(
+        "annotation.type 'labels_file' scores existing responses; it does not annotate generations"
+    )
 
 
 def build_judge(config: SrftConfig) -> Scorer | None:

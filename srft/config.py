@@ -7,6 +7,7 @@ classes below. The defaults run the embedded world on a laptop CPU.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,7 +56,7 @@ class ModelConfig(Section):
     @model_validator(mode="after")
     def _separate_needs_base(self) -> ModelConfig:
         if self.reward_model_type == "separate" and not self.reward_base_model:
-            raise ValueError("reward_model_type 'separate' needs model.reward_base_model")
+            raise ValueError("reward_base_model: required when reward_model_type is 'separate'")
         return self
 
 
@@ -70,7 +71,8 @@ class DataConfig(Section):
     max_prompt_length: int = Field(32, ge=1, description="Prompt tokens kept (left-truncated)")
     max_response_length: int = Field(24, ge=1, description="Response tokens generated or kept")
     sft_file: str | None = Field(
-        None, description="SFT demonstrations, JSONL rows {prompt, completion}; the world's by default"
+        None,
+        description="SFT demonstrations, JSONL rows {prompt, completion}; the world's by default",
     )
     prompts_file: str | None = Field(
         None, description="Prompts for preference generation and RL, JSONL rows {prompt}"
@@ -85,7 +87,8 @@ class DataConfig(Section):
         (0.0, 1.0), description="[min, max] of score_chosen/score_rejected in pair files"
     )
     on_invalid: Literal["error", "drop"] = Field(
-        "error", description="Invalid rows in pair files: stop with an error, or drop and count them"
+        "error",
+        description="Invalid rows in pair files: stop with an error, or drop and count them",
     )
     drop_contaminated: bool = Field(
         False, description="Drop training pairs that share an n-gram with an evaluation item"
@@ -102,7 +105,7 @@ class DataConfig(Section):
     def _scale_ordered(self) -> DataConfig:
         low, high = self.score_scale
         if not low < high:
-            raise ValueError(f"score_scale [{low}, {high}] must have min < max")
+            raise ValueError(f"score_scale: [{low}, {high}] must have min < max")
         return self
 
 
@@ -136,10 +139,13 @@ class AnnotationConfig(Section):
 
     @model_validator(mode="after")
     def _source_given(self) -> AnnotationConfig:
-        needed = {"callable": self.callable, "reward_model": self.reward_model,
-                  "labels_file": self.labels_file}[self.type]
+        needed = {
+            "callable": self.callable,
+            "reward_model": self.reward_model,
+            "labels_file": self.labels_file,
+        }[self.type]
         if not needed:
-            raise ValueError(f"annotation type '{self.type}' needs annotation.{self.type}")
+            raise ValueError(f"{self.type}: required when annotation.type is '{self.type}'")
         return self
 
 
@@ -172,7 +178,7 @@ class RLTrainingConfig(Section):
     def _mini_batch_fits(self) -> RLTrainingConfig:
         if self.mini_batch_size > self.batch_size:
             raise ValueError(
-                f"mini_batch_size {self.mini_batch_size} is larger than batch_size {self.batch_size}"
+                f"mini_batch_size: {self.mini_batch_size} is larger than batch_size {self.batch_size}"
             )
         return self
 
@@ -201,7 +207,7 @@ class ConstraintsConfig(Section):
     def _entropy_band(self) -> ConstraintsConfig:
         if self.entropy_min >= self.entropy_max:
             raise ValueError(
-                f"entropy band inverted: entropy_min {self.entropy_min} >= entropy_max {self.entropy_max}"
+                f"entropy_min: {self.entropy_min} >= entropy_max {self.entropy_max} (entropy band inverted)"
             )
         return self
 
@@ -214,7 +220,9 @@ class ComputeConfig(Section):
     )
     num_devices: int = Field(1, ge=1, description="Devices, used through accelerate launch")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory")
-    num_threads: int | None = Field(None, ge=1, description="CPU threads for torch; None = torch default")
+    num_threads: int | None = Field(
+        None, ge=1, description="CPU threads for torch; None = torch default"
+    )
 
 
 class LoggingConfig(Section):
@@ -250,7 +258,7 @@ class GatesConfig(Section):
     def _known_gates(self) -> GatesConfig:
         for name in self.mode:
             if name not in GATE_NAMES:
-                raise ValueError(f"unknown gate '{name}' (known: {', '.join(GATE_NAMES)})")
+                raise ValueError(f"mode: unknown gate '{name}' (known: {', '.join(GATE_NAMES)})")
         return self
 
     def mode_of(self, gate: str) -> str:
@@ -371,7 +379,11 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
             node[part] = value
             return
         annotation = schema.model_fields[part].annotation if schema is not None else None
-        schema = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        schema = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"--set {override}: '{'.'.join(parts[: i + 1])}' is not a section")
@@ -386,6 +398,8 @@ def _describe(err: ValidationError) -> str:
         return f"{loc}: unknown key"
     if kind.startswith("value_error"):
         message = message.removeprefix("Value error, ")
+        if loc and re.match(r"^\w+: ", message):
+            return f"{loc}.{message}"  # the validator named the field inside the section
         return f"{loc}: {message}" if loc else message
     value = first.get("input")
     shown = repr(value) if not isinstance(value, dict) else "a mapping"

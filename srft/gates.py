@@ -113,19 +113,34 @@ def monitor_quality_gates(
         {gate name: {"value", "threshold" or "range", "passed"}, ..., "overall": bool}; the
         table is printed as the seed's script does.
     """
-    constraints = config["constraints"] if isinstance(config, dict) else config.constraints.model_dump()
+    constraints = (
+        config["constraints"] if isinstance(config, dict) else config.constraints.model_dump()
+    )
     accuracy_target = constraints.get("reward_accuracy_target", 0.70)
     gates = [
         Gate("reward_accuracy", reward_model_metrics["val_accuracy"], accuracy_target, ">=", 4),
-        Gate("kl_divergence", rl_training_metrics["kl"], constraints.get("kl_target", 0.1), "<=", 5,
-             unit="nats/token"),
-        Gate("entropy", rl_training_metrics["entropy"],
-             (constraints.get("entropy_min", 0.5), constraints.get("entropy_max", 2.0)), "in", 5,
-             unit="nats/token"),
+        Gate(
+            "kl_divergence",
+            rl_training_metrics["kl"],
+            constraints.get("kl_target", 0.1),
+            "<=",
+            5,
+            unit="nats/token",
+        ),
+        Gate(
+            "entropy",
+            rl_training_metrics["entropy"],
+            (constraints.get("entropy_min", 0.5), constraints.get("entropy_max", 2.0)),
+            "in",
+            5,
+            unit="nats/token",
+        ),
     ]
     if "train_accuracy" in reward_model_metrics:
         gap = reward_model_metrics["train_accuracy"] - reward_model_metrics["val_accuracy"]
-        gates.insert(1, Gate("train_val_gap", gap, constraints.get("max_train_val_gap", 0.10), "<", 4))
+        gates.insert(
+            1, Gate("train_val_gap", gap, constraints.get("max_train_val_gap", 0.10), "<", 4)
+        )
     print(gates_table(gates))
     result: dict[str, Any] = {}
     for gate in gates:

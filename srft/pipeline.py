@@ -28,7 +28,7 @@ from srft.config import INPUT_FILE_KEYS, SrftConfig, validate_config
 from srft.errors import SrftError
 from srft.gates import Gate
 from srft.run_dir import STAGE_FOLDERS, RunDir
-from srft.stages.base import Adjustment, StageContext, StageResult, StageSpec
+from srft.stages.base import StageContext, StageResult, StageSpec
 from srft.tracking import Tracker
 
 log = logging.getLogger("srft")
@@ -52,10 +52,14 @@ def parse_stages(text: str | None, available: list[int]) -> list[int]:
             low, _, high = part.partition("-")
             numbers.update(range(int(low), int(high or low) + 1))
     except ValueError:
-        raise SrftError(f"--stages {text}: expected a range such as 1-4 or a list such as 2,3") from None
+        raise SrftError(
+            f"--stages {text}: expected a range such as 1-4 or a list such as 2,3"
+        ) from None
     unknown = sorted(numbers - set(available))
     if unknown:
-        raise SrftError(f"--stages {text}: no stage {unknown[0]} (stages: {available[0]}-{available[-1]})")
+        raise SrftError(
+            f"--stages {text}: no stage {unknown[0]} (stages: {available[0]}-{available[-1]})"
+        )
     return sorted(numbers)
 
 
@@ -102,8 +106,15 @@ class Pipeline:
             result, seconds = self._run_stage(spec, effective, fingerprint, attempt)
             blocking = [g for g in result.gates if g.blocking]
             if not blocking:
-                self._publish(spec, effective, fingerprint, result, seconds, attempt,
-                              adjustments.get(number, {}))
+                self._publish(
+                    spec,
+                    effective,
+                    fingerprint,
+                    result,
+                    seconds,
+                    attempt,
+                    adjustments.get(number, {}),
+                )
                 self._decide(number, attempt, result.gates, "pass", "continue")
                 index += 1
                 self._write_summary("running", started)
@@ -119,8 +130,15 @@ class Pipeline:
             retries[number] = retries.get(number, 0) + 1
             changes = {**adjustments.get(origin, {}), **adjustment.changes}
             adjustments[origin] = changes
-            self._decide(number, attempt, result.gates, "retry", adjustment.reason,
-                         changes=adjustment.changes, rerun_from=origin)
+            self._decide(
+                number,
+                attempt,
+                result.gates,
+                "retry",
+                adjustment.reason,
+                changes=adjustment.changes,
+                rerun_from=origin,
+            )
             if origin != number:
                 retries[origin] = retries.get(origin, 0)
             index = stages.index(origin) if origin in stages else index
@@ -141,24 +159,46 @@ class Pipeline:
         # An interrupted attempt resumes from its checkpoints only with the very same settings.
         settings = _settings_hash(spec, config)
         previous = read_json(marker) if marker.exists() else {}
-        resume = (previous.get("status") == "running" and previous.get("fingerprint") == fingerprint
-                  and previous.get("settings") == settings)
+        resume = (
+            previous.get("status") == "running"
+            and previous.get("fingerprint") == fingerprint
+            and previous.get("settings") == settings
+        )
         if workdir.exists() and not resume:
             shutil.rmtree(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(marker, {"stage": spec.number, "name": spec.name, "status": "running",
-                                   "fingerprint": fingerprint, "settings": settings,
-                                   "attempt": attempt})
+        atomic_write_json(
+            marker,
+            {
+                "stage": spec.number,
+                "name": spec.name,
+                "status": "running",
+                "fingerprint": fingerprint,
+                "settings": settings,
+                "attempt": attempt,
+            },
+        )
         for upstream in spec.upstream:
             if self._manifest(upstream).get("status") != "done":
                 raise SrftError(
                     f"stage {spec.number} ({spec.name}) needs stage {upstream} "
                     f"({self.specs[upstream].name}) done in {self.run.root}; run it first"
                 )
-        log.info("stage %d %s: running%s", spec.number, spec.name,
-                 f" (attempt {attempt + 1})" if attempt else "")
-        ctx = StageContext(config, self.run, spec.number, workdir,
-                           Tracker(self.run.metrics, spec.number), attempt, resume)
+        log.info(
+            "stage %d %s: running%s",
+            spec.number,
+            spec.name,
+            f" (attempt {attempt + 1})" if attempt else "",
+        )
+        ctx = StageContext(
+            config,
+            self.run,
+            spec.number,
+            workdir,
+            Tracker(self.run.metrics, spec.number),
+            attempt,
+            resume,
+        )
         start = time.time()
         result = spec.run(ctx)
         seconds = time.time() - start
@@ -169,7 +209,9 @@ class Pipeline:
         workdir = self.run.staging(spec.number)
         manifest = _manifest_body(spec, fingerprint, result, seconds, attempt, "done")
         manifest["adjustments"] = changes
-        manifest["settings"] = {s: getattr(config, s).model_dump(mode="json") for s in spec.sections}
+        manifest["settings"] = {
+            s: getattr(config, s).model_dump(mode="json") for s in spec.sections
+        }
         atomic_write_json(workdir / "manifest.json", manifest)
         replace_dir(workdir, self.run.stage(spec.number))
         # Stages downstream of a rerun are stale: their manifests no longer match.
@@ -186,14 +228,27 @@ class Pipeline:
         path = self.run.manifest(number)
         return read_json(path) if path.exists() else {}
 
-    def _decide(self, stage: int, attempt: int, gates: list[Gate], decision: str, reason: str,
-                **extra: Any) -> None:
-        row = {"time": time.time(), "stage": stage, "attempt": attempt, "decision": decision,
-               "reason": reason, "gates": [g.to_dict() for g in gates], **extra}
+    def _decide(
+        self, stage: int, attempt: int, gates: list[Gate], decision: str, reason: str, **extra: Any
+    ) -> None:
+        row = {
+            "time": time.time(),
+            "stage": stage,
+            "attempt": attempt,
+            "decision": decision,
+            "reason": reason,
+            "gates": [g.to_dict() for g in gates],
+            **extra,
+        }
         append_jsonl(self.run.decisions, row)
         for gate in gates:
-            log.info("gate %s: %s (target %s)%s", gate.name, gate.describe_value(),
-                     gate.describe_threshold(), "" if gate.passed else f" FAILED [{gate.mode}]")
+            log.info(
+                "gate %s: %s (target %s)%s",
+                gate.name,
+                gate.describe_value(),
+                gate.describe_threshold(),
+                "" if gate.passed else f" FAILED [{gate.mode}]",
+            )
         if decision != "pass":
             log.info("decision after stage %d: %s: %s", stage, decision, reason)
 
@@ -211,8 +266,11 @@ class Pipeline:
         for section in spec.sections:
             payload[section] = getattr(config, section).model_dump(mode="json")
         payload["upstream"] = {n: self._manifest(n).get("fingerprint") for n in spec.upstream}
-        payload["files"] = {key: _file_hash(_dotted(config, key)) for key in INPUT_FILE_KEYS
-                            if key.split(".")[0] in spec.sections and _dotted(config, key)}
+        payload["files"] = {
+            key: _file_hash(_dotted(config, key))
+            for key in INPUT_FILE_KEYS
+            if key.split(".")[0] in spec.sections and _dotted(config, key)
+        }
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -240,22 +298,35 @@ def write_summary(run: RunDir, status: str, wall_seconds: float, decision: str |
         if not path.exists():
             continue
         manifest = read_json(path)
-        stages[str(number)] = {"name": manifest["name"], "status": manifest["status"],
-                               "seconds": manifest["seconds"]}
+        stages[str(number)] = {
+            "name": manifest["name"],
+            "status": manifest["status"],
+            "seconds": manifest["seconds"],
+        }
         for key, value in manifest.get("metrics", {}).items():
             if isinstance(value, int | float | str | bool) or value is None:
                 metrics[f"{folder}.{key}"] = value
-    gates = {g.name: {"value": g.value, "threshold": g.to_dict()["threshold"], "passed": g.passed,
-                      "stage": g.stage} for g in collect_gates(run)}
-    atomic_write_json(run.summary, {
-        "status": status,
-        "run": run.name,
-        "wall_seconds": round(wall_seconds, 2),
-        "stages": stages,
-        "gates": gates,
-        "metrics": metrics,
-        "decision": decision,
-    })
+    gates = {
+        g.name: {
+            "value": g.value,
+            "threshold": g.to_dict()["threshold"],
+            "passed": g.passed,
+            "stage": g.stage,
+        }
+        for g in collect_gates(run)
+    }
+    atomic_write_json(
+        run.summary,
+        {
+            "status": status,
+            "run": run.name,
+            "wall_seconds": round(wall_seconds, 2),
+            "stages": stages,
+            "gates": gates,
+            "metrics": metrics,
+            "decision": decision,
+        },
+    )
 
 
 def _manifest_body(spec, fingerprint, result: StageResult, seconds, attempt, status) -> dict:

@@ -23,7 +23,13 @@ class Tracker:
         for name, value in metrics.items():
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue
-            row = {"stage": self.stage, "name": name, "value": float(value), "step": step, "time": now}
+            row = {
+                "stage": self.stage,
+                "name": name,
+                "value": float(value),
+                "step": step,
+                "time": now,
+            }
             append_jsonl(self.path, row)
 
 

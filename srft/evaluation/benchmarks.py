@@ -29,8 +29,13 @@ def run_benchmarks(
     scores = {}
     for name, file in sorted(benchmarks.items()):
         items = read_prompt_rows(Path(file), ("prompt", "answer"))
-        outputs = generate(model, tokenizer, [i["prompt"] for i in items],
-                           max_prompt_length=max_prompt_length, max_new_tokens=max_new_tokens,
-                           greedy=True)
+        outputs = generate(
+            model,
+            tokenizer,
+            [i["prompt"] for i in items],
+            max_prompt_length=max_prompt_length,
+            max_new_tokens=max_new_tokens,
+            greedy=True,
+        )
         scores[name] = exact_match([o[0] for o in outputs], [i["answer"] for i in items])
     return scores

@@ -32,7 +32,10 @@ def generate(
     out: list[list[str]] = []
     try:
         for start in range(0, len(prompts), batch_size):
-            chunk = [encode_prompt(tokenizer, p, max_prompt_length) for p in prompts[start : start + batch_size]]
+            chunk = [
+                encode_prompt(tokenizer, p, max_prompt_length)
+                for p in prompts[start : start + batch_size]
+            ]
             width = max(len(ids) for ids in chunk)
             input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
             attention = torch.zeros_like(input_ids)

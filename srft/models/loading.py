@@ -49,8 +49,9 @@ def load_policy(name: str, device: torch.device | None = None) -> PreTrainedMode
 
 def load_reward_model(name: str, pad_token_id: int | None, device: torch.device | None = None):
     """A sequence-classification model with one output: the scalar reward."""
-    model = _load(AutoModelForSequenceClassification.from_pretrained, name, "reward model",
-                  num_labels=1)
+    model = _load(
+        AutoModelForSequenceClassification.from_pretrained, name, "reward model", num_labels=1
+    )
     if model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id
     return model.to(device) if device is not None else model

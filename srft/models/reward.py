@@ -23,9 +23,13 @@ def pair_accuracy(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> float:
     return wins.mean().item()
 
 
-def encode_pair_text(tokenizer, prompt: str, response: str, max_prompt: int, max_response: int) -> list[int]:
+def encode_pair_text(
+    tokenizer, prompt: str, response: str, max_prompt: int, max_response: int
+) -> list[int]:
     """Token ids of prompt + response + EOS, the sequence a reward model scores."""
-    return encode_prompt(tokenizer, prompt, max_prompt) + encode_completion(tokenizer, response, max_response)
+    return encode_prompt(tokenizer, prompt, max_prompt) + encode_completion(
+        tokenizer, response, max_response
+    )
 
 
 def pad_batch(sequences: list[list[int]], pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -40,8 +44,9 @@ def pad_batch(sequences: list[list[int]], pad_token_id: int) -> dict[str, torch.
 
 
 @torch.no_grad()
-def score_sequences(model: PreTrainedModel, sequences: list[list[int]], pad_token_id: int,
-                    batch_size: int = 256) -> torch.Tensor:
+def score_sequences(
+    model: PreTrainedModel, sequences: list[list[int]], pad_token_id: int, batch_size: int = 256
+) -> torch.Tensor:
     """Scalar rewards of token sequences, in batches; returned on the CPU."""
     model.eval()
     device = next(model.parameters()).device
@@ -53,9 +58,17 @@ def score_sequences(model: PreTrainedModel, sequences: list[list[int]], pad_toke
     return torch.cat(rewards) if rewards else torch.empty(0)
 
 
-def score_texts(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
-                responses: list[str], max_prompt: int, max_response: int,
-                batch_size: int = 256) -> torch.Tensor:
-    sequences = [encode_pair_text(tokenizer, p, r, max_prompt, max_response)
-                 for p, r in zip(prompts, responses, strict=True)]
+def score_texts(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    responses: list[str],
+    max_prompt: int,
+    max_response: int,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    sequences = [
+        encode_pair_text(tokenizer, p, r, max_prompt, max_response)
+        for p, r in zip(prompts, responses, strict=True)
+    ]
     return score_sequences(model, sequences, tokenizer.pad_token_id, batch_size)

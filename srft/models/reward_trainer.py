@@ -22,7 +22,9 @@ class EncodedPair:
     rejected: list[int]
 
 
-def encode_pairs(pairs: list[PreferencePair], tokenizer, max_prompt: int, max_response: int) -> list[EncodedPair]:
+def encode_pairs(
+    pairs: list[PreferencePair], tokenizer, max_prompt: int, max_response: int
+) -> list[EncodedPair]:
     return [
         EncodedPair(
             encode_pair_text(tokenizer, p.prompt, p.chosen, max_prompt, max_response),
@@ -47,7 +49,9 @@ class BradleyTerryTrainer(Trainer):
     """A Trainer whose loss is the Bradley-Terry loss of (chosen, rejected) reward pairs."""
 
     def _rewards(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
-        rewards = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits[:, 0]
+        rewards = model(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+        ).logits[:, 0]
         half = rewards.shape[0] // 2
         return rewards[:half], rewards[half:]
 
@@ -106,15 +110,17 @@ def fit_reward_model(
         greater_is_better=True,
         save_total_limit=rt.max_epochs + 1,
     )
-    trainer = quiet(BradleyTerryTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=val_set,
-        data_collator=PairCollator(tokenizer.pad_token_id),
-        compute_metrics=accuracy_metric,
-        callbacks=callbacks or [],
-    ))
+    trainer = quiet(
+        BradleyTerryTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_set,
+            eval_dataset=val_set,
+            data_collator=PairCollator(tokenizer.pad_token_id),
+            compute_metrics=accuracy_metric,
+            callbacks=callbacks or [],
+        )
+    )
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     val_metrics = trainer.evaluate(val_set, metric_key_prefix="val")
     train_metrics = trainer.evaluate(train_set, metric_key_prefix="train")

@@ -32,10 +32,19 @@ class StageContext:
     def upstream_model(self, number: int) -> Path:
         return self.run.model(number)
 
-    def gate(self, name: str, value: float | None, threshold: Any, comparison: str, **kw: Any) -> Gate:
+    def gate(
+        self, name: str, value: float | None, threshold: Any, comparison: str, **kw: Any
+    ) -> Gate:
         """A gate of this stage, in the mode the config gives it."""
-        return Gate(name, value, threshold, comparison, self.number,  # type: ignore[arg-type]
-                    mode=self.config.gates.mode_of(name), **kw)  # type: ignore[arg-type]
+        return Gate(
+            name,
+            value,
+            threshold,
+            comparison,
+            self.number,  # type: ignore[arg-type]
+            mode=self.config.gates.mode_of(name),
+            **kw,
+        )  # type: ignore[arg-type]
 
 
 @dataclass

@@ -23,7 +23,9 @@ from srft.models.loading import apply_threads, load_policy, load_tokenizer, reso
 from srft.stages.base import Adjustment, StageContext, StageResult, StageSpec
 
 
-def best_versus_worst(prompt: str, responses: Sequence[str], scores: Sequence[float]) -> PreferencePair | None:
+def best_versus_worst(
+    prompt: str, responses: Sequence[str], scores: Sequence[float]
+) -> PreferencePair | None:
     """The pair (highest-scored, lowest-scored) among distinct non-empty responses to one prompt,
     or None when fewer than two remain or their scores tie."""
     scored: dict[str, float] = {}
@@ -55,8 +57,11 @@ def run(ctx: StageContext) -> StageResult:
     # Decontamination against every evaluation set; contaminated pairs listed and optionally dropped.
     eval_texts = _evaluation_texts(config)
     everything = pairs + (val_pairs or [])
-    decon = decontaminate([(p.prompt, p.chosen, p.rejected) for p in everything], eval_texts,
-                          n=config.data.decontamination_ngram)
+    decon = decontaminate(
+        [(p.prompt, p.chosen, p.rejected) for p in everything],
+        eval_texts,
+        n=config.data.decontamination_ngram,
+    )
     contaminated = [
         {"prompt": everything[i].prompt, "overlap": decon.overlaps[i]} for i in decon.contaminated
     ]
@@ -82,33 +87,49 @@ def run(ctx: StageContext) -> StageResult:
 
     write_pairs(ctx.workdir / "pairs_train.jsonl", pairs)
     write_pairs(ctx.workdir / "pairs_val.jsonl", val_pairs)
-    metrics.update({
-        "pairs": len(all_pairs),
-        "pairs_train": len(pairs),
-        "pairs_val": len(val_pairs),
-        "unique_prompts": len({p.prompt for p in all_pairs}),
-        "preference_gap": gap,
-        "decontamination": decon.score,
-        "contaminated": len(decon.contaminated),
-        "mean_chosen_words": _mean_words(p.chosen for p in all_pairs),
-        "mean_rejected_words": _mean_words(p.rejected for p in all_pairs),
-    })
+    metrics.update(
+        {
+            "pairs": len(all_pairs),
+            "pairs_train": len(pairs),
+            "pairs_val": len(val_pairs),
+            "unique_prompts": len({p.prompt for p in all_pairs}),
+            "preference_gap": gap,
+            "decontamination": decon.score,
+            "contaminated": len(decon.contaminated),
+            "mean_chosen_words": _mean_words(p.chosen for p in all_pairs),
+            "mean_rejected_words": _mean_words(p.rejected for p in all_pairs),
+        }
+    )
     c = config.constraints
     gates = [
-        ctx.gate("preference_gap", gap, c.min_preference_gap, ">=",
-                 note="" if gap is not None else "no annotator scores"),
+        ctx.gate(
+            "preference_gap",
+            gap,
+            c.min_preference_gap,
+            ">=",
+            note="" if gap is not None else "no annotator scores",
+        ),
         ctx.gate("pair_count", float(len(all_pairs)), float(c.min_pairs), ">="),
         ctx.gate("decontamination", decon.score, c.min_decontamination, ">="),
     ]
-    report = {"metrics": metrics, "contaminated_examples": contaminated[:50],
-              "gates": [g.to_dict() for g in gates]}
+    report = {
+        "metrics": metrics,
+        "contaminated_examples": contaminated[:50],
+        "gates": [g.to_dict() for g in gates],
+    }
     atomic_write_json(ctx.workdir / "data_report.json", report)
-    atomic_write_text(ctx.workdir / "data_report.md", _report_markdown(metrics, gates, contaminated))
+    atomic_write_text(
+        ctx.workdir / "data_report.md", _report_markdown(metrics, gates, contaminated)
+    )
     ctx.tracker.log({k: v for k, v in metrics.items() if isinstance(v, int | float)})
     return StageResult(
         metrics=metrics,
         gates=gates,
-        artifacts={"train": "pairs_train.jsonl", "val": "pairs_val.jsonl", "report": "data_report.md"},
+        artifacts={
+            "train": "pairs_train.jsonl",
+            "val": "pairs_val.jsonl",
+            "report": "data_report.md",
+        },
     )
 
 
@@ -120,11 +141,15 @@ def _generate_pairs(ctx: StageContext) -> tuple[list[PreferencePair], dict[str, 
     tokenizer = load_tokenizer(policy_dir)
     policy = load_policy(policy_dir, device)
     if not config.data.prompts_file:
-        raise SrftError("data.prompts_file: stage 2 needs prompts to generate from (JSONL {prompt})")
+        raise SrftError(
+            "data.prompts_file: stage 2 needs prompts to generate from (JSONL {prompt})"
+        )
     prompts = [row["prompt"] for row in read_prompt_rows(config.data.prompts_file, ("prompt",))]
     a = config.annotation
     samples = generate(
-        policy, tokenizer, prompts,
+        policy,
+        tokenizer,
+        prompts,
         max_prompt_length=config.data.max_prompt_length,
         max_new_tokens=config.data.max_response_length,
         samples_per_prompt=a.samples_per_prompt,
@@ -158,7 +183,9 @@ def _generate_pairs(ctx: StageContext) -> tuple[list[PreferencePair], dict[str, 
     return pairs, info
 
 
-def _import_pairs(config: SrftConfig) -> tuple[list[PreferencePair], list[PreferencePair] | None, int]:
+def _import_pairs(
+    config: SrftConfig,
+) -> tuple[list[PreferencePair], list[PreferencePair] | None, int]:
     kwargs = {"score_scale": config.data.score_scale, "on_invalid": config.data.on_invalid}
     train = read_pairs(config.data.train_file, **kwargs)  # type: ignore[arg-type]
     dropped = len(train.dropped)
@@ -173,7 +200,9 @@ def _import_pairs(config: SrftConfig) -> tuple[list[PreferencePair], list[Prefer
 def _evaluation_texts(config: SrftConfig) -> list[str]:
     texts: list[str] = []
     for file in config.evaluation.benchmarks.values():
-        texts += [f"{r['prompt']} {r['answer']}" for r in read_prompt_rows(file, ("prompt", "answer"))]
+        texts += [
+            f"{r['prompt']} {r['answer']}" for r in read_prompt_rows(file, ("prompt", "answer"))
+        ]
     if config.data.eval_prompts_file:
         texts += [r["prompt"] for r in read_prompt_rows(config.data.eval_prompts_file, ("prompt",))]
     if config.data.test_file:
@@ -210,7 +239,9 @@ def _report_markdown(metrics: dict[str, Any], gates: list[Gate], contaminated: l
     lines += ["", "## Gates", ""]
     for gate in gates:
         mark = "✅" if gate.passed else "❌"
-        lines.append(f"- {mark} {gate.name}: {gate.describe_value()} (target {gate.describe_threshold()})")
+        lines.append(
+            f"- {mark} {gate.name}: {gate.describe_value()} (target {gate.describe_threshold()})"
+        )
     lines += [
         "",
         "Preference gap: mean over pairs of s(chosen) - s(rejected), with s the annotator's score "

@@ -27,7 +27,12 @@ def run(ctx: StageContext) -> StageResult:
     model = load_reward_model(base, tokenizer.pad_token_id)
     checkpoints = sorted((ctx.workdir / "checkpoints").glob("checkpoint-*"))
     result = fit_reward_model(
-        model, tokenizer, train, val, ctx.workdir, config,
+        model,
+        tokenizer,
+        train,
+        val,
+        ctx.workdir,
+        config,
         callbacks=[TrainerProgress("stage 3 reward model"), TrainerMetrics(ctx.tracker)],
         resume_from_checkpoint=str(checkpoints[-1]) if ctx.resume and checkpoints else None,
     )
@@ -36,7 +41,12 @@ def run(ctx: StageContext) -> StageResult:
         ctx.gate("reward_accuracy_train", result["accuracy_train"], target, ">="),
         ctx.gate("reward_accuracy_val", result["accuracy_val"], target, ">="),
     ]
-    metrics: dict[str, Any] = {"base": base, "train_pairs": len(train), "val_pairs": len(val), **result}
+    metrics: dict[str, Any] = {
+        "base": base,
+        "train_pairs": len(train),
+        "val_pairs": len(val),
+        **result,
+    }
     return StageResult(metrics=metrics, gates=gates, artifacts={"model": "model"})
 
 
@@ -56,7 +66,9 @@ def more_regularisation(config: SrftConfig, failed: list[Gate], attempt: int) ->
         "reward_training.learning_rate": rt.learning_rate * 0.5,
     }
     names = ", ".join(g.name for g in failed)
-    return Adjustment(changes, f"{names} failed: retrain the reward model with more regularisation", 3)
+    return Adjustment(
+        changes, f"{names} failed: retrain the reward model with more regularisation", 3
+    )
 
 
 SPEC = StageSpec(

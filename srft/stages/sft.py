@@ -28,30 +28,36 @@ def run(ctx: StageContext) -> StageResult:
 
     # SFT training data prepared and validated; train/validation split created (90/10).
     if not config.data.sft_file:
-        raise SrftError("data.sft_file: stage 1 needs SFT demonstrations (JSONL {prompt, completion})")
+        raise SrftError(
+            "data.sft_file: stage 1 needs SFT demonstrations (JSONL {prompt, completion})"
+        )
     rows = read_prompt_rows(config.data.sft_file, ("prompt", "completion"))
     random.Random(config.seed).shuffle(rows)
     n_val = max(1, int(len(rows) * config.data.sft_validation_fraction))
-    examples = encode_sft(rows, tokenizer, config.data.max_prompt_length, config.data.max_response_length)
+    examples = encode_sft(
+        rows, tokenizer, config.data.max_prompt_length, config.data.max_response_length
+    )
     val, train = examples[:n_val], examples[n_val:]
 
-    trainer = quiet(Trainer(
-        model=model,
-        args=training_arguments(
-            config,
-            ctx.workdir / "checkpoints",
-            learning_rate=config.sft.learning_rate,
-            batch_size=config.sft.batch_size,
-            epochs=config.sft.epochs,
-            weight_decay=config.sft.weight_decay,
-            warmup_ratio=config.sft.warmup_ratio,
-            eval_strategy="no",
-        ),
-        train_dataset=train,
-        eval_dataset=val,
-        data_collator=SFTCollator(tokenizer.pad_token_id),
-        callbacks=[TrainerProgress("stage 1 sft"), TrainerMetrics(ctx.tracker)],
-    ))
+    trainer = quiet(
+        Trainer(
+            model=model,
+            args=training_arguments(
+                config,
+                ctx.workdir / "checkpoints",
+                learning_rate=config.sft.learning_rate,
+                batch_size=config.sft.batch_size,
+                epochs=config.sft.epochs,
+                weight_decay=config.sft.weight_decay,
+                warmup_ratio=config.sft.warmup_ratio,
+                eval_strategy="no",
+            ),
+            train_dataset=train,
+            eval_dataset=val,
+            data_collator=SFTCollator(tokenizer.pad_token_id),
+            callbacks=[TrainerProgress("stage 1 sft"), TrainerMetrics(ctx.tracker)],
+        )
+    )
     trained = config.model.sft_checkpoint is None
     if trained:
         checkpoint = _last_checkpoint(ctx) if ctx.resume else None
@@ -64,8 +70,13 @@ def run(ctx: StageContext) -> StageResult:
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
 
-    baseline = run_benchmarks(model, tokenizer, config.evaluation.benchmarks,
-                              config.data.max_prompt_length, config.data.max_response_length)
+    baseline = run_benchmarks(
+        model,
+        tokenizer,
+        config.evaluation.benchmarks,
+        config.data.max_prompt_length,
+        config.data.max_response_length,
+    )
     ctx.tracker.log({f"baseline_{name}": score for name, score in baseline.items()})
     metrics = {
         "trained": trained,

@@ -52,7 +52,9 @@ def all_list_prompts() -> list[str]:
     ]
 
 
-def demonstration(prompt_count: int, category: str, noise: DemonstratorNoise, rng: random.Random) -> str:
+def demonstration(
+    prompt_count: int, category: str, noise: DemonstratorNoise, rng: random.Random
+) -> str:
     """One demonstrator response to a list request, with the flaws `noise` draws."""
     count = prompt_count
     if rng.random() < noise.wrong_count:

@@ -52,7 +52,8 @@ def gold_criteria(prompt: str, response: str) -> dict[str, float]:
     well_formed = (
         bool(items)
         and body[-1:] == ["."]
-        and body[:-1] == [w for pair in zip(items, [","] * len(items), strict=True) for w in pair][:-1]
+        and body[:-1]
+        == [w for pair in zip(items, [","] * len(items), strict=True) for w in pair][:-1]
     )
     return {
         "in_category": float(bool(items) and len(matching) == len(items)),

@@ -6,11 +6,66 @@ the seed only decides which prompts, demonstrations and labels a run sees.
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "animals": ("cat", "dog", "cow", "horse", "sheep", "goat", "fox", "wolf", "bear", "mouse"),
-    "colors": ("red", "blue", "green", "yellow", "purple", "orange", "black", "white", "pink", "gray"),
-    "fruits": ("apple", "pear", "plum", "grape", "lemon", "mango", "peach", "cherry", "melon", "lime"),
-    "tools": ("hammer", "saw", "drill", "wrench", "chisel", "pliers", "shovel", "rake", "axe", "file"),
-    "countries": ("france", "spain", "italy", "peru", "chile", "japan", "china", "india", "egypt", "kenya"),
-    "instruments": ("piano", "violin", "flute", "drum", "guitar", "harp", "cello", "trumpet", "oboe", "banjo"),
+    "colors": (
+        "red",
+        "blue",
+        "green",
+        "yellow",
+        "purple",
+        "orange",
+        "black",
+        "white",
+        "pink",
+        "gray",
+    ),
+    "fruits": (
+        "apple",
+        "pear",
+        "plum",
+        "grape",
+        "lemon",
+        "mango",
+        "peach",
+        "cherry",
+        "melon",
+        "lime",
+    ),
+    "tools": (
+        "hammer",
+        "saw",
+        "drill",
+        "wrench",
+        "chisel",
+        "pliers",
+        "shovel",
+        "rake",
+        "axe",
+        "file",
+    ),
+    "countries": (
+        "france",
+        "spain",
+        "italy",
+        "peru",
+        "chile",
+        "japan",
+        "china",
+        "india",
+        "egypt",
+        "kenya",
+    ),
+    "instruments": (
+        "piano",
+        "violin",
+        "flute",
+        "drum",
+        "guitar",
+        "harp",
+        "cello",
+        "trumpet",
+        "oboe",
+        "banjo",
+    ),
 }
 
 CATEGORY_OF: dict[str, str] = {word: cat for cat, words in CATEGORIES.items() for word in words}
@@ -20,10 +75,46 @@ COUNT_WORDS: tuple[str, ...] = ("one", "two", "three", "four")
 FILLERS: tuple[str, ...] = ("um", "uh", "hmm", "well")
 
 USERS: tuple[str, ...] = (
-    "ana", "ben", "cara", "dan", "eva", "finn", "gus", "hana", "ivan", "jo",
-    "kim", "leo", "mia", "ned", "olga", "pia", "quin", "rosa", "sam", "tia",
-    "uma", "vic", "wes", "xia", "yuri", "zoe", "abe", "bea", "cole", "dora",
-    "eli", "fay", "gil", "hal", "ida", "jay", "kai", "lou", "max", "nia",
+    "ana",
+    "ben",
+    "cara",
+    "dan",
+    "eva",
+    "finn",
+    "gus",
+    "hana",
+    "ivan",
+    "jo",
+    "kim",
+    "leo",
+    "mia",
+    "ned",
+    "olga",
+    "pia",
+    "quin",
+    "rosa",
+    "sam",
+    "tia",
+    "uma",
+    "vic",
+    "wes",
+    "xia",
+    "yuri",
+    "zoe",
+    "abe",
+    "bea",
+    "cole",
+    "dora",
+    "eli",
+    "fay",
+    "gil",
+    "hal",
+    "ida",
+    "jay",
+    "kai",
+    "lou",
+    "max",
+    "nia",
 )
 
 LIST_TEMPLATES: tuple[str, ...] = (
@@ -37,7 +128,18 @@ SYMBOLS: tuple[str, ...] = tuple("abcdefghijklmnop")
 
 PUNCTUATION: tuple[str, ...] = (":", ",", ".", "?")
 
-KEYWORDS: tuple[str, ...] = ("says", "answer", "sure", "what", "is", "the", "last", "of", "comes", "after")
+KEYWORDS: tuple[str, ...] = (
+    "says",
+    "answer",
+    "sure",
+    "what",
+    "is",
+    "the",
+    "last",
+    "of",
+    "comes",
+    "after",
+)
 
 
 def vocabulary() -> list[str]:

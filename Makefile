@@ -1,0 +1,32 @@
+# `make demo` and `make test` set up .venv on a fresh machine, then run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch's CPU build where no NVIDIA GPU is present; the default (CUDA) build otherwise.
+TORCH := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+
+.PHONY: demo test lint format clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/srft demo
+
+test: $(BIN)/.installed lint
+	$(BIN)/pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check srft tests
+	$(BIN)/ruff format --check srft tests
+
+format: $(BIN)/.installed
+	$(BIN)/ruff format srft tests
+	$(BIN)/ruff check --fix srft tests
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -1,0 +1,197 @@
+"""The `srft` command: thin wrappers that parse arguments and call the pipeline."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from srft.errors import SrftError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Supervised Reward Fine-tuning: SFT, preference data, reward model and RL from one YAML file.",
+)
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config key: section.key=value (YAML value)"),
+]
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the config")] = Path(
+        "srf_config.yaml"
+    ),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file")] = False,
+) -> None:
+    """Write the seed's srf_config.yaml template with srft's defaults, every key commented."""
+    from srft.artifacts import atomic_write_text
+    from srft.template import render_template
+
+    if path.exists() and not force:
+        raise SrftError(f"{path}: already exists; pass --force to overwrite it")
+    atomic_write_text(path, render_template())
+    typer.echo(f"wrote {path}")
+
+
+@app.command("validate-config")
+def validate_config(
+    path: Annotated[Path, typer.Argument(help="The YAML config to check")],
+    set_: SetOption = None,
+) -> None:
+    """Check a config: unknown keys, types, ranges, consistency, input files."""
+    from srft.config import load_config
+
+    load_config(path, set_)
+    typer.echo(f"{path}: valid")
+
+
+@app.command("validate-data")
+def validate_data(
+    file: Annotated[
+        Path, typer.Argument(help="Preference pairs, JSONL {prompt, chosen, rejected}")
+    ],
+    gap_threshold: Annotated[float, typer.Option(help="Minimum preference gap")] = 0.15,
+    score_scale: Annotated[
+        tuple[float, float], typer.Option(help="MIN MAX of score_chosen/score_rejected")
+    ] = (0.0, 1.0),
+    min_pairs: Annotated[int, typer.Option(help="Minimum number of pairs")] = 1000,
+    on_invalid: Annotated[str, typer.Option(help="error or drop")] = "error",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON")] = False,
+) -> None:
+    """Validate a preference-pair file: format, gap, count. Exit 1 when a check fails."""
+    from srft.data.quality import validate_preference_pairs
+
+    if on_invalid not in ("error", "drop"):
+        raise SrftError(f"--on-invalid: expected 'error' or 'drop', got '{on_invalid}'")
+    report = validate_preference_pairs(
+        file,
+        gap_threshold=gap_threshold,
+        score_scale=score_scale,
+        min_pairs=min_pairs,
+        on_invalid=on_invalid,
+    )
+    typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
+    raise typer.Exit(0 if report.passed else 1)
+
+
+@app.command()
+def run(
+    config: Annotated[
+        Path | None, typer.Argument(help="Config YAML; none = the embedded world")
+    ] = None,
+    stages: Annotated[str | None, typer.Option(help="Stages to run, e.g. 1-4 or 2,3")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="Run directory")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of every random source")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Run the pipeline; done stages whose inputs are unchanged are skipped."""
+    _run(config, stages, output_dir, seed, set_ or [])
+
+
+@app.command()
+def demo(
+    seed: Annotated[int, typer.Option(help="Seed of the world and of training")] = 0,
+    output_dir: Annotated[Path, typer.Option(help="Run directory")] = Path("outputs/demo"),
+) -> None:
+    """Run every stage on the embedded world, then print the gate table."""
+    _run(None, None, output_dir, seed, [])
+
+
+def _run(config_path, stages_text, output_dir, seed, overrides: list[str]) -> None:
+    _setup_logging()
+    from srft.config import load_config
+    from srft.gates import gates_table
+    from srft.pipeline import Pipeline, parse_stages, stage_specs
+
+    if seed is not None:
+        overrides = [f"seed={seed}", *overrides]
+    if output_dir is not None:
+        overrides = [f"logging.output_dir={output_dir}", *overrides]
+    config = load_config(config_path, overrides)
+    stages = parse_stages(stages_text, sorted(stage_specs()))
+    outcome = Pipeline(config).execute(stages)
+    typer.echo(gates_table(outcome.gates))
+    typer.echo(f"run directory: {outcome.run_dir}  (summary.json, decisions.jsonl, metrics.jsonl)")
+    raise typer.Exit(0 if outcome.status == "passed" else 1)
+
+
+@app.command()
+def status(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> None:
+    """Each stage's state, time and gates."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from srft.artifacts import read_json
+    from srft.run_dir import STAGE_FOLDERS
+
+    run = _existing_run(run_dir)
+    table = Table(title=f"srft run {run.name}")
+    for column in ("stage", "name", "state", "seconds", "gates"):
+        table.add_column(column)
+    for number, folder in STAGE_FOLDERS.items():
+        manifest_path = run.manifest(number)
+        staging = run.staging(number) / "manifest.json"
+        if manifest_path.exists():
+            m = read_json(manifest_path)
+            gates = " ".join(
+                f"{'✅' if g['passed'] else '❌'}{g['name']}" for g in m.get("gates", [])
+            )
+            table.add_row(str(number), m["name"], m["status"], f"{m['seconds']:.1f}", gates)
+        elif staging.exists():
+            m = read_json(staging)
+            table.add_row(str(number), folder, m.get("status", "running"), "", "")
+        else:
+            table.add_row(str(number), folder, "not run", "", "")
+    Console().print(table)
+    if run.summary.exists():
+        summary = read_json(run.summary)
+        typer.echo(
+            f"status: {summary['status']}  wall: {summary['wall_seconds']:.1f} s  "
+            f"decision: {summary['decision']}"
+        )
+
+
+@app.command()
+def gates(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> None:
+    """Print the SRF Quality Gates Status table; exit 1 when a gate failed."""
+    from srft.gates import gates_table
+    from srft.pipeline import collect_gates
+
+    found = collect_gates(_existing_run(run_dir))
+    typer.echo(gates_table(found))
+    raise typer.Exit(1 if not found or any(g.blocking for g in found) else 0)
+
+
+def _existing_run(run_dir: Path):
+    from srft.run_dir import RunDir
+
+    if not run_dir.is_dir():
+        raise SrftError(f"{run_dir}: no such run directory")
+    if not (run_dir / "summary.json").exists() and not (run_dir / "config.yaml").exists():
+        raise SrftError(f"{run_dir}: not an srft run directory (no summary.json)")
+    return RunDir(run_dir)
+
+
+def main() -> None:
+    try:
+        app()
+    except SrftError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
