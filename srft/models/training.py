@@ -49,10 +49,11 @@ def training_arguments(
         use_cpu=device.type == "cpu",
         fp16=config.compute.fp16,
         bf16=config.compute.bf16,
-        gradient_checkpointing=config.compute.gradient_checkpointing,
         remove_unused_columns=False,
         dataloader_num_workers=0,
     )
+    if config.compute.gradient_checkpointing:
+        settings["gradient_checkpointing"] = True
     settings.update(extra)
     return TrainingArguments(**settings)
 
