@@ -80,8 +80,8 @@ def replace_dir(staging: Path, final: Path) -> Path:
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
-    if hasattr(obj, "item"):
-        return obj.item()
     if hasattr(obj, "tolist"):
         return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

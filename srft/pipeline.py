@@ -50,7 +50,10 @@ def parse_stages(text: str | None, available: list[int]) -> list[int]:
     try:
         for part in text.split(","):
             low, _, high = part.partition("-")
-            numbers.update(range(int(low), int(high or low) + 1))
+            first, last = int(low), int(high or low)
+            if last < first:
+                raise ValueError
+            numbers.update(range(first, last + 1))
     except ValueError:
         raise SrftError(
             f"--stages {text}: expected a range such as 1-4 or a list such as 2,3"

@@ -67,9 +67,10 @@ def run(ctx: StageContext) -> StageResult:
     ]
     if config.data.drop_contaminated and decon.contaminated:
         bad = set(decon.contaminated)
+        n_train = len(pairs)
         pairs = [p for i, p in enumerate(pairs) if i not in bad]
         if val_pairs is not None:
-            val_pairs = [p for i, p in enumerate(val_pairs, start=len(pairs)) if i not in bad]
+            val_pairs = [p for i, p in enumerate(val_pairs, start=n_train) if i not in bad]
         metrics["contaminated_dropped"] = len(bad)
 
     if val_pairs is None:

@@ -25,7 +25,9 @@ def run(ctx: StageContext) -> StageResult:
     base = _reward_base(config, ctx.upstream_model(1))
     tokenizer = load_tokenizer(base)
     model = load_reward_model(base, tokenizer.pad_token_id)
-    checkpoints = sorted((ctx.workdir / "checkpoints").glob("checkpoint-*"))
+    checkpoints = sorted(
+        (ctx.workdir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])
+    )
     result = fit_reward_model(
         model,
         tokenizer,

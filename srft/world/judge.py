@@ -43,7 +43,6 @@ def gold_criteria(prompt: str, response: str) -> dict[str, float]:
     count, category = request
     items = [w for w in words if w in CATEGORY_OF]
     n_fillers = sum(w in FILLERS for w in words)
-    matching = {w for w in items if CATEGORY_OF[w] == category}
     body = [w for w in words if w not in FILLERS]
     if body and body[0] == "sure":
         body = body[1:]
@@ -56,7 +55,7 @@ def gold_criteria(prompt: str, response: str) -> dict[str, float]:
         == [w for pair in zip(items, [","] * len(items), strict=True) for w in pair][:-1]
     )
     return {
-        "in_category": float(bool(items) and len(matching) == len(items)),
+        "in_category": float(bool(items) and all(CATEGORY_OF[w] == category for w in items)),
         "count": float(len(items) == count),
         "distinct": float(bool(items) and len(set(items)) == len(items)),
         "format": float(well_formed),

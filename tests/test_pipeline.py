@@ -1,0 +1,628 @@
+import dataclasses
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+import srft.stages.reward
+from srft.artifacts import (
+    atomic_write_json,
+    atomic_write_jsonl,
+    atomic_write_text,
+    read_json,
+    read_jsonl,
+    replace_dir,
+)
+from srft.config import SrftConfig, load_config
+from srft.errors import SrftError
+from srft.pipeline import Pipeline, parse_stages, stage_specs
+from srft.run_dir import RunDir
+from srft.stages.base import Adjustment, StageContext, StageResult, StageSpec
+
+# --- parse_stages ----------------------------------------------------------------------------
+
+STAGES = [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1-4", [1, 2, 3, 4]),
+        ("2-3", [2, 3]),
+        ("2,3", [2, 3]),
+        ("3,1", [1, 3]),  # run in stage order whatever the order given
+        ("3", [3]),
+        ("1-2,4", [1, 2, 4]),
+        ("2,2-3", [2, 3]),
+        (None, [1, 2, 3, 4]),
+        ("", [1, 2, 3, 4]),
+    ],
+)
+def test_parse_stages(text, expected):
+    assert parse_stages(text, STAGES) == expected
+
+
+@pytest.mark.parametrize("text", ["a", "1-b", "one", "1;2", "-1", "1.5"])
+def test_parse_stages_rejects_bad_text(text):
+    with pytest.raises(SrftError, match="expected a range such as 1-4"):
+        parse_stages(text, STAGES)
+
+
+@pytest.mark.parametrize(("text", "missing"), [("5", 5), ("0-2", 0), ("3-7", 5), ("2,9", 9)])
+def test_parse_stages_rejects_unknown_stages(text, missing):
+    with pytest.raises(SrftError) as caught:
+        parse_stages(text, STAGES)
+    assert str(caught.value) == f"--stages {text}: no stage {missing} (stages: 1-4)"
+
+
+def test_parse_stages_rejects_a_reversed_range():
+    with pytest.raises(SrftError):
+        parse_stages("4-2", STAGES)
+
+
+def test_registered_stages():
+    specs = stage_specs()
+    assert sorted(specs) == [1, 2, 3, 4]
+    assert [specs[n].name for n in sorted(specs)] == [
+        "sft",
+        "preferences",
+        "reward_model",
+        "reward_validation",
+    ]
+    for number, spec in specs.items():
+        assert spec.number == number
+        assert all(upstream < number for upstream in spec.upstream)
+
+
+# --- artifacts -------------------------------------------------------------------------------
+
+
+def test_atomic_write_text_creates_folders(tmp_path):
+    path = tmp_path / "a" / "b" / "note.txt"
+    assert atomic_write_text(path, "héllo\n") == path
+    assert path.read_text(encoding="utf-8") == "héllo\n"
+    assert [p.name for p in path.parent.iterdir()] == ["note.txt"]  # no temporary file left
+
+
+def test_atomic_write_text_replaces_content(tmp_path):
+    path = tmp_path / "note.txt"
+    atomic_write_text(path, "a much longer first version\n")
+    atomic_write_text(path, "short\n")
+    assert path.read_text() == "short\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["note.txt"]
+
+
+def test_atomic_write_text_failure_keeps_the_old_file(tmp_path):
+    path = tmp_path / "note.txt"
+    atomic_write_text(path, "old\n")
+    with pytest.raises(TypeError):
+        atomic_write_text(path, 42)  # type: ignore[arg-type]  # fails inside the write
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["note.txt"]
+
+
+def test_json_and_jsonl_round_trip(tmp_path):
+    obj = {"path": Path("/x/y"), "tensor": torch.tensor(0.5), "number": np.float32(0.25)}
+    atomic_write_json(tmp_path / "a.json", obj)
+    assert read_json(tmp_path / "a.json") == {"path": "/x/y", "tensor": 0.5, "number": 0.25}
+    rows = [{"prompt": "é", "n": 1}, {"prompt": "b", "n": 2}]
+    atomic_write_jsonl(tmp_path / "a.jsonl", rows)
+    assert read_jsonl(tmp_path / "a.jsonl") == rows
+    assert "é" in (tmp_path / "a.jsonl").read_text(encoding="utf-8")  # not escaped
+
+
+@pytest.mark.parametrize("array", [torch.tensor([1, 2]), np.array([1, 2])])
+def test_json_of_an_array(tmp_path, array):
+    atomic_write_json(tmp_path / "a.json", {"array": array})
+    assert read_json(tmp_path / "a.json") == {"array": [1, 2]}
+
+
+def test_replace_dir_into_a_new_place(tmp_path):
+    staging = tmp_path / ".staging" / "stage"
+    staging.mkdir(parents=True)
+    (staging / "a.txt").write_text("new")
+    final = tmp_path / "out" / "stage"
+    assert replace_dir(staging, final) == final
+    assert (final / "a.txt").read_text() == "new"
+    assert not staging.exists()
+
+
+def test_replace_dir_replaces_the_old_folder(tmp_path):
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "a.txt").write_text("new")
+    final = tmp_path / "stage"
+    final.mkdir()
+    (final / "a.txt").write_text("old")
+    (final / "stale.txt").write_text("only in the old folder")
+    replace_dir(staging, final)
+    assert sorted(p.name for p in final.iterdir()) == ["a.txt"]
+    assert (final / "a.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stage"]  # no .stage.old left
+
+
+def test_replace_dir_clears_a_leftover_trash_folder(tmp_path):
+    # A crash between the two renames of an earlier call leaves `.stage.old` behind.
+    (tmp_path / ".stage.old").mkdir()
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    replace_dir(staging, tmp_path / "stage")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stage"]
+
+
+# --- the stage graph, with stand-in stages (no training) -------------------------------------
+
+
+class Interrupted(Exception):
+    """Stands for a crash or Ctrl-C in the middle of a stage."""
+
+
+def finished(ctx: StageContext) -> StageResult:
+    (ctx.workdir / "out.txt").write_text(f"stage {ctx.number}")
+    return StageResult(metrics={"value": 1.0})
+
+
+def install(monkeypatch, runs: dict[int, Callable], adjust=None) -> dict[int, list[StageContext]]:
+    """Replace the registered stages by two stand-ins (1 -> 2); return the contexts each run
+    was called with."""
+    calls: dict[int, list[StageContext]] = {1: [], 2: []}
+
+    def recorded(number: int, run: Callable) -> Callable:
+        def wrapper(ctx: StageContext) -> StageResult:
+            calls[number].append(ctx)
+            return run(ctx)
+
+        return wrapper
+
+    specs = {
+        1: StageSpec(1, "sft", recorded(1, runs.get(1, finished)), sections=("sft",)),
+        2: StageSpec(
+            2,
+            "preferences",
+            recorded(2, runs.get(2, finished)),
+            sections=("annotation", "constraints", "gates"),
+            upstream=(1,),
+            adjust=adjust,
+        ),
+    }
+    monkeypatch.setattr("srft.pipeline.stage_specs", lambda: specs)
+    return calls
+
+
+def stand_in_config(*overrides: str) -> SrftConfig:
+    # Not the world's model: nothing is materialised, the stand-ins load nothing.
+    return load_config(None, ["model.base_model=unused", *overrides])
+
+
+def test_stages_run_and_publish(tmp_path, monkeypatch):
+    calls = install(monkeypatch, {})
+    outcome = Pipeline(stand_in_config(), tmp_path / "run").execute([1, 2])
+    assert outcome.status == "passed"
+    assert outcome.decision is None
+    run = RunDir(tmp_path / "run")
+    for number in (1, 2):
+        assert len(calls[number]) == 1
+        assert (run.stage(number) / "out.txt").read_text() == f"stage {number}"
+        assert read_json(run.manifest(number))["status"] == "done"
+        assert not run.staging(number).exists()
+    summary = read_json(run.summary)
+    assert summary["status"] == "passed"
+    assert summary["metrics"] == {"stage1_sft.value": 1.0, "stage2_preferences.value": 1.0}
+    assert [row["decision"] for row in read_jsonl(run.decisions)] == ["pass", "pass"]
+
+
+def test_unchanged_stages_are_skipped(tmp_path, monkeypatch):
+    calls = install(monkeypatch, {})
+    Pipeline(stand_in_config(), tmp_path / "run").execute([1, 2])
+    Pipeline(stand_in_config(), tmp_path / "run").execute([1, 2])
+    assert (len(calls[1]), len(calls[2])) == (1, 1)
+
+
+def test_a_changed_stage_reruns_with_its_downstream(tmp_path, monkeypatch):
+    calls = install(monkeypatch, {})
+    Pipeline(stand_in_config(), tmp_path / "run").execute([1, 2])
+    # Stage 1 reads the sft section; stage 2 depends on stage 1's fingerprint.
+    Pipeline(stand_in_config("sft.epochs=3"), tmp_path / "run").execute([1, 2])
+    assert (len(calls[1]), len(calls[2])) == (2, 2)
+    # Stage 2's own inputs changed: stage 1 is kept.
+    Pipeline(stand_in_config("sft.epochs=3", "annotation.top_p=0.9"), tmp_path / "run").execute(
+        [1, 2]
+    )
+    assert (len(calls[1]), len(calls[2])) == (2, 3)
+
+
+def test_a_stage_needs_its_upstream_done(tmp_path, monkeypatch):
+    install(monkeypatch, {})
+    with pytest.raises(SrftError, match=r"stage 2 \(preferences\) needs stage 1 \(sft\) done"):
+        Pipeline(stand_in_config(), tmp_path / "run").execute([2])
+
+
+def interrupted_first(seen: list[bool]) -> Callable[[StageContext], StageResult]:
+    """A run that writes a checkpoint and crashes the first time, and finishes after."""
+
+    def run(ctx: StageContext) -> StageResult:
+        checkpoint = ctx.workdir / "checkpoints" / "checkpoint-1"
+        seen.append(checkpoint.exists())
+        if not seen[:-1]:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            checkpoint.write_text("half way")
+            raise Interrupted
+        return StageResult()
+
+    return run
+
+
+def test_interrupted_stage_resumes(tmp_path, monkeypatch):
+    seen: list[bool] = []
+    calls = install(monkeypatch, {1: interrupted_first(seen)})
+    run = RunDir(tmp_path / "run")
+    with pytest.raises(Interrupted):
+        Pipeline(stand_in_config(), run.root).execute([1, 2])
+    marker = read_json(run.staging(1) / "manifest.json")
+    assert marker["status"] == "running"
+    outcome = Pipeline(stand_in_config(), run.root).execute([1, 2])
+    assert outcome.status == "passed"
+    assert [ctx.resume for ctx in calls[1]] == [False, True]
+    assert seen == [False, True]  # the checkpoint of the first attempt was still there
+    assert (run.stage(1) / "checkpoints" / "checkpoint-1").read_text() == "half way"
+
+
+def test_interrupted_stage_with_other_settings_starts_over(tmp_path, monkeypatch):
+    seen: list[bool] = []
+    calls = install(monkeypatch, {1: interrupted_first(seen)})
+    with pytest.raises(Interrupted):
+        Pipeline(stand_in_config(), tmp_path / "run").execute([1])
+    Pipeline(stand_in_config("sft.learning_rate=0.001"), tmp_path / "run").execute([1])
+    assert [ctx.resume for ctx in calls[1]] == [False, False]
+    assert seen == [False, False]  # the old checkpoint was cleared
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"status": "failed"}, {"status": "done"}, {"fingerprint": "other"}, {"settings": "other"}],
+)
+def test_staging_folder_that_does_not_match_is_not_resumed(tmp_path, monkeypatch, change):
+    seen: list[bool] = []
+    calls = install(monkeypatch, {1: interrupted_first(seen)})
+    run = RunDir(tmp_path / "run")
+    with pytest.raises(Interrupted):
+        Pipeline(stand_in_config(), run.root).execute([1])
+    marker = run.staging(1) / "manifest.json"
+    atomic_write_json(marker, {**read_json(marker), **change})
+    Pipeline(stand_in_config(), run.root).execute([1])
+    assert calls[1][-1].resume is False
+    assert seen == [False, False]
+
+
+def failing_gate(ctx: StageContext) -> StageResult:
+    """Stage 2 with a pair count of 5 against the configured minimum."""
+    (ctx.workdir / "out.txt").write_text(f"attempt {ctx.attempt}")
+    gate = ctx.gate("pair_count", 5.0, float(ctx.config.constraints.min_pairs), ">=")
+    return StageResult(gates=[gate])
+
+
+def test_failed_gate_without_adjustment_stops(tmp_path, monkeypatch):
+    calls = install(monkeypatch, {2: failing_gate})
+    run = RunDir(tmp_path / "run")
+    outcome = Pipeline(stand_in_config(), run.root).execute([1, 2])
+    assert (outcome.status, outcome.decision) == ("failed", "stop")
+    assert len(calls[2]) == 1
+    rows = read_jsonl(run.decisions)
+    assert [(r["stage"], r["decision"]) for r in rows] == [(1, "pass"), (2, "stop")]
+    assert rows[-1]["reason"] == "no adjustment for these gates"
+    assert rows[-1]["gates"][0]["passed"] is False
+    assert not run.stage(2).exists()  # nothing published
+    assert read_json(run.staging(2) / "manifest.json")["status"] == "failed"
+    assert read_json(run.root / ".staging" / "failed_stage2.json")["status"] == "failed"
+    summary = read_json(run.summary)
+    assert (summary["status"], summary["decision"]) == ("failed", "stop")
+
+
+def test_failed_gate_in_warn_mode_publishes(tmp_path, monkeypatch):
+    install(monkeypatch, {2: failing_gate})
+    run = RunDir(tmp_path / "run")
+    outcome = Pipeline(stand_in_config("gates.mode={pair_count: warn}"), run.root).execute([1, 2])
+    assert outcome.status == "passed"
+    assert [g.name for g in outcome.gates] == ["pair_count"]
+    assert not outcome.gates[0].passed
+    assert read_json(run.summary)["gates"]["pair_count"]["passed"] is False
+
+
+def more_samples(config: SrftConfig, failed, attempt: int) -> Adjustment:
+    return Adjustment(
+        {"annotation.samples_per_prompt": config.annotation.samples_per_prompt * 2},
+        "count short: more samples",
+        rerun_from=2,
+    )
+
+
+def count_grows_with_samples(ctx: StageContext) -> StageResult:
+    """Stage 2 whose pair count is 25 per sample per prompt: 4 -> 100, 8 -> 200, 16 -> 400."""
+    count = 25.0 * ctx.config.annotation.samples_per_prompt
+    return StageResult(gates=[ctx.gate("pair_count", count, 200.0, ">=")])
+
+
+def test_retry_with_adjusted_settings_then_pass(tmp_path, monkeypatch):
+    calls = install(monkeypatch, {2: count_grows_with_samples}, adjust=more_samples)
+    run = RunDir(tmp_path / "run")
+    outcome = Pipeline(stand_in_config(), run.root).execute([1, 2])
+    assert outcome.status == "passed"
+    assert [ctx.attempt for ctx in calls[2]] == [0, 1]
+    assert [c.config.annotation.samples_per_prompt for c in calls[2]] == [4, 8]
+    rows = read_jsonl(run.decisions)
+    assert [(r["stage"], r["decision"]) for r in rows] == [(1, "pass"), (2, "retry"), (2, "pass")]
+    assert rows[1]["changes"] == {"annotation.samples_per_prompt": 8}
+    assert rows[1]["rerun_from"] == 2
+    manifest = read_json(run.manifest(2))
+    assert manifest["adjustments"] == {"annotation.samples_per_prompt": 8}
+    assert manifest["attempt"] == 1
+    assert manifest["settings"]["annotation"]["samples_per_prompt"] == 8
+
+
+def test_retries_run_out(tmp_path, monkeypatch):
+    calls = install(monkeypatch, {2: failing_gate}, adjust=more_samples)
+    run = RunDir(tmp_path / "run")
+    outcome = Pipeline(stand_in_config("gates.max_retries=2"), run.root).execute([1, 2])
+    assert (outcome.status, outcome.decision) == ("failed", "stop")
+    assert len(calls[2]) == 3  # the first attempt and two retries
+    decisions = [r["decision"] for r in read_jsonl(run.decisions) if r["stage"] == 2]
+    assert decisions == ["retry", "retry", "stop"]
+    assert read_jsonl(run.decisions)[-1]["reason"] == "retries exhausted"
+
+
+def resume_checkpoint_of_stage_3(tmp_path, monkeypatch, folders: list[str]) -> str | None:
+    """Run stage 3 with loading and training stubbed out; return the checkpoint it resumes."""
+    for name in folders:
+        (tmp_path / "checkpoints" / name).mkdir(parents=True)
+    captured: dict[str, str | None] = {}
+
+    def fit(*args, resume_from_checkpoint=None, **kwargs):
+        captured["checkpoint"] = resume_from_checkpoint
+        return {"accuracy_train": 0.9, "accuracy_val": 0.8}
+
+    monkeypatch.setattr(srft.stages.reward, "read_pairs", lambda path: SimpleNamespace(pairs=[]))
+    monkeypatch.setattr(srft.stages.reward, "load_reward_model", lambda name, pad: None)
+    tokenizer = SimpleNamespace(pad_token_id=0)
+    monkeypatch.setattr(srft.stages.reward, "load_tokenizer", lambda name: tokenizer)
+    monkeypatch.setattr(srft.stages.reward, "fit_reward_model", fit)
+    ctx = StageContext(SrftConfig(), RunDir(tmp_path / "run"), 3, tmp_path, None, resume=True)
+    srft.stages.reward.run(ctx)
+    return captured["checkpoint"]
+
+
+def test_reward_stage_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    chosen = resume_checkpoint_of_stage_3(tmp_path, monkeypatch, ["checkpoint-16"])
+    assert chosen == str(tmp_path / "checkpoints" / "checkpoint-16")
+
+
+def test_reward_stage_resumes_from_the_newest_checkpoint(tmp_path, monkeypatch):
+    chosen = resume_checkpoint_of_stage_3(tmp_path, monkeypatch, ["checkpoint-8", "checkpoint-16"])
+    assert chosen == str(tmp_path / "checkpoints" / "checkpoint-16")
+
+
+# --- end to end on a small world -------------------------------------------------------------
+
+SMALL_WORLD = [
+    "world.n_sft_list=600",
+    "world.n_sft_skill=300",
+    "world.n_preference_prompts=300",
+    "world.n_eval_prompts=20",
+    "world.n_benchmark_items=10",
+    "sft.epochs=2",
+    "constraints.min_pairs=100",
+    # The tiny world cannot reach a real reward-model accuracy: report those gates only.
+    "gates.mode={reward_accuracy_train: warn, reward_accuracy_val: warn, train_val_gap: warn}",
+    "compute.device=cpu",
+    # One torch thread: on a busy 2-core machine the default pool made stage 1 take 62 s
+    # instead of 2 s for these tiny models.
+    "compute.num_threads=1",
+]
+
+GATES = [
+    "preference_gap",
+    "pair_count",
+    "decontamination",
+    "reward_accuracy_train",
+    "reward_accuracy_val",
+    "train_val_gap",
+]
+
+
+@dataclass
+class GoodRun:
+    config: SrftConfig
+    run: RunDir
+    status: str
+    decision: str | None
+    summary: dict  # summary.json, decisions.jsonl and metrics.jsonl right after the first run
+    decisions: list[dict]
+    metrics: list[dict]
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory) -> GoodRun:
+    """One run of stages 1-4 that the end-to-end tests share; each test starts by making sure
+    the run folder holds it (a no-op when an earlier test left it so)."""
+    threads = torch.get_num_threads()
+    config = load_config(None, SMALL_WORLD)
+    run = RunDir(tmp_path_factory.mktemp("e2e") / "run")
+    outcome = Pipeline(config, run.root).execute([1, 2, 3, 4])
+    yield GoodRun(
+        config,
+        run,
+        outcome.status,
+        outcome.decision,
+        read_json(run.summary),
+        read_jsonl(run.decisions),
+        read_jsonl(run.metrics),
+    )
+    torch.set_num_threads(threads)  # stages set it from compute.num_threads
+
+
+def finished_times(run: RunDir) -> dict[int, float]:
+    return {n: read_json(run.manifest(n))["finished"] for n in STAGES}
+
+
+def restore(good: GoodRun) -> dict[int, float]:
+    """Bring the shared run back to the good config; return the stages' finish times."""
+    assert Pipeline(good.config, good.run.root).execute(STAGES).status == "passed"
+    return finished_times(good.run)
+
+
+@pytest.mark.slow
+def test_end_to_end_run(good_run):
+    run = good_run.run
+    assert (good_run.status, good_run.decision) == ("passed", None)
+    restore(good_run)  # the files below as the good config leaves them, whatever ran before
+    for number in STAGES:
+        manifest = read_json(run.manifest(number))
+        assert manifest["status"] == "done"
+        assert len(manifest["fingerprint"]) == 64
+        assert manifest["stage"] == number
+    model = run.model(1)
+    assert (model / "config.json").is_file()
+    assert (model / "model.safetensors").is_file()
+    for name in ("pairs_train.jsonl", "pairs_val.jsonl", "data_report.md"):
+        assert (run.stage(2) / name).is_file()
+    assert (run.model(3) / "model.safetensors").is_file()
+    assert (run.stage(4) / "validation_report.md").is_file()
+    assert not list((run.root / ".staging").glob("stage*"))  # every stage was published
+
+    summary = good_run.summary
+    assert list(summary) == [
+        "status",
+        "run",
+        "wall_seconds",
+        "stages",
+        "gates",
+        "metrics",
+        "decision",
+    ]
+    assert summary["status"] == "passed"
+    assert summary["decision"] is None
+    assert summary["run"] == "run"
+    assert set(summary["stages"]) == {"1", "2", "3", "4"}
+    assert set(GATES) <= set(summary["gates"])
+    for name in ("preference_gap", "pair_count", "decontamination"):
+        assert summary["gates"][name]["passed"] is True, name
+    assert summary["gates"]["pair_count"]["value"] >= 100
+    assert summary["metrics"]["stage2_preferences.pairs"] == summary["gates"]["pair_count"]["value"]
+
+    decisions = good_run.decisions
+    assert [(r["stage"], r["decision"]) for r in decisions] == [
+        (1, "pass"),
+        (2, "pass"),
+        (3, "pass"),
+        (4, "pass"),
+    ]
+    assert {row["stage"] for row in good_run.metrics} == {1, 2, 3, 4}
+    now = read_json(run.summary)["gates"]  # stage 2 never reruns under the good config
+    for name in ("preference_gap", "pair_count", "decontamination"):
+        assert now[name] == summary["gates"][name]
+
+    train = read_jsonl(run.stage(2) / "pairs_train.jsonl")
+    val = read_jsonl(run.stage(2) / "pairs_val.jsonl")
+    assert len(train) + len(val) == summary["gates"]["pair_count"]["value"]
+    assert len(val) == round(0.2 * (len(train) + len(val)))
+
+
+@pytest.mark.slow
+def test_second_run_skips_every_stage(good_run):
+    before = restore(good_run)
+    decisions = len(read_jsonl(good_run.run.decisions))
+    outcome = Pipeline(good_run.config, good_run.run.root).execute(STAGES)
+    assert outcome.status == "passed"
+    assert finished_times(good_run.run) == before
+    assert len(read_jsonl(good_run.run.decisions)) == decisions  # nothing ran, nothing decided
+    assert read_json(good_run.run.summary)["status"] == "passed"
+
+
+@pytest.mark.slow
+def test_changed_reward_training_reruns_stages_3_and_4(good_run):
+    before = restore(good_run)
+    config = load_config(None, [*SMALL_WORLD, "reward_training.max_epochs=2"])
+    outcome = Pipeline(config, good_run.run.root).execute(STAGES)
+    assert outcome.status == "passed"
+    after = finished_times(good_run.run)
+    assert (after[1], after[2]) == (before[1], before[2])
+    assert after[3] > before[3]
+    assert after[4] > before[4]
+    manifest = read_json(good_run.run.manifest(3))
+    assert manifest["settings"]["reward_training"]["max_epochs"] == 2
+
+
+@pytest.mark.slow
+def test_failed_gates_stop_and_keep_the_published_stage(good_run):
+    restore(good_run)
+    run = good_run.run
+    pairs_before = (run.stage(2) / "pairs_train.jsonl").read_bytes()
+    manifest_before = read_json(run.manifest(2))
+    decisions_before = len(read_jsonl(run.decisions))
+
+    config = load_config(None, [*SMALL_WORLD, "constraints.min_pairs=100000"])
+    outcome = Pipeline(config, run.root).execute(STAGES)
+
+    assert (outcome.status, outcome.decision) == ("failed", "stop")
+    summary = read_json(run.summary)
+    assert (summary["status"], summary["decision"]) == ("failed", "stop")
+    new_rows = read_jsonl(run.decisions)[decisions_before:]
+    assert [(r["stage"], r["decision"]) for r in new_rows] == [
+        (2, "retry"),
+        (2, "retry"),
+        (2, "stop"),
+    ]
+    assert new_rows[0]["changes"]["annotation.samples_per_prompt"] == 8
+    failed = [g for g in new_rows[-1]["gates"] if not g["passed"]]
+    assert [g["name"] for g in failed] == ["pair_count"]
+    # The earlier good run's stage 2 is untouched; the failed attempt stays in .staging.
+    assert (run.stage(2) / "pairs_train.jsonl").read_bytes() == pairs_before
+    assert read_json(run.manifest(2)) == manifest_before
+    assert read_json(run.staging(2) / "manifest.json")["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_interrupted_reward_training_resumes(good_run, monkeypatch, tmp_path):
+    restore(good_run)
+    run = good_run.run
+    # Keep the first two of the good run's three epoch checkpoints, as a stage 3 interrupted in
+    # its third epoch would leave them.
+    folders = (run.stage(3) / "checkpoints").glob("checkpoint-*")
+    steps = sorted(int(p.name.removeprefix("checkpoint-")) for p in folders)
+    assert len(steps) == 3
+    kept = [f"checkpoint-{step}" for step in steps[:2]]
+    for name in kept:
+        shutil.copytree(run.stage(3) / "checkpoints" / name, tmp_path / name)
+    shutil.rmtree(run.stage(3))
+    shutil.rmtree(run.stage(4))
+
+    real = stage_specs()
+    seen: list[tuple[bool, list[str]]] = []
+
+    def crash(ctx: StageContext) -> StageResult:
+        raise Interrupted
+
+    def recorded(ctx: StageContext) -> StageResult:
+        found = sorted(p.name for p in (ctx.workdir / "checkpoints").glob("checkpoint-*"))
+        seen.append((ctx.resume, found))
+        return real[3].run(ctx)
+
+    def with_stage_3(run_function):
+        return {**real, 3: dataclasses.replace(real[3], run=run_function)}
+
+    monkeypatch.setattr("srft.pipeline.stage_specs", lambda: with_stage_3(crash))
+    with pytest.raises(Interrupted):
+        Pipeline(good_run.config, run.root).execute([3, 4])
+    for name in kept:
+        shutil.copytree(tmp_path / name, run.staging(3) / "checkpoints" / name)
+
+    monkeypatch.setattr("srft.pipeline.stage_specs", lambda: with_stage_3(recorded))
+    outcome = Pipeline(good_run.config, run.root).execute([3, 4])
+    assert outcome.status == "passed"
+    assert seen == [(True, sorted(kept))]
+    assert read_json(run.manifest(3))["status"] == "done"
+    assert read_json(run.manifest(4))["status"] == "done"
