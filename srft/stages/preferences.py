@@ -16,11 +16,12 @@ from srft.data.decontamination import decontaminate
 from srft.data.pairs import PreferencePair, read_pairs, write_pairs
 from srft.data.quality import preference_gap
 from srft.data.sft import read_prompt_rows
+from srft.decisions import more_candidates
 from srft.errors import SrftError
 from srft.gates import Gate
 from srft.models.generation import generate
 from srft.models.loading import apply_threads, load_policy, load_tokenizer, resolve_device
-from srft.stages.base import Adjustment, StageContext, StageResult, StageSpec
+from srft.stages.base import StageContext, StageResult, StageSpec
 
 
 def best_versus_worst(
@@ -256,29 +257,11 @@ def _report_markdown(metrics: dict[str, Any], gates: list[Gate], contaminated: l
     return "\n".join(lines) + "\n"
 
 
-def adjust(config: SrftConfig, failed: list[Gate], attempt: int) -> Adjustment | None:
-    """Gap or count short: more samples per prompt and wider sampling, then re-annotate.
-    Decontamination short: drop the contaminated examples."""
-    names = {g.name for g in failed}
-    changes: dict[str, Any] = {}
-    reasons = []
-    if names & {"preference_gap", "pair_count"} and not config.data.train_file:
-        changes["annotation.samples_per_prompt"] = min(16, config.annotation.samples_per_prompt * 2)
-        changes["annotation.temperature"] = round(config.annotation.temperature + 0.2, 3)
-        reasons.append("gap or count short: more samples per prompt, wider sampling")
-    if "decontamination" in names and not config.data.drop_contaminated:
-        changes["data.drop_contaminated"] = True
-        reasons.append("decontamination short: drop contaminated examples")
-    if not changes:
-        return None
-    return Adjustment(changes, "; ".join(reasons), rerun_from=2)
-
-
 SPEC = StageSpec(
     number=2,
     name="preferences",
     run=run,
     sections=("data", "annotation", "evaluation", "constraints", "gates"),
     upstream=(1,),
-    adjust=adjust,
+    adjust=more_candidates,
 )

@@ -8,11 +8,11 @@ from typing import Any
 
 from srft.config import SrftConfig
 from srft.data.pairs import read_pairs
-from srft.gates import Gate
+from srft.decisions import retrain_reward_model
 from srft.models.loading import apply_threads, load_reward_model, load_tokenizer
 from srft.models.reward_trainer import fit_reward_model
 from srft.progress import TrainerProgress
-from srft.stages.base import Adjustment, StageContext, StageResult, StageSpec
+from srft.stages.base import StageContext, StageResult, StageSpec
 from srft.tracking import TrainerMetrics
 
 
@@ -58,26 +58,11 @@ def _reward_base(config: SrftConfig, sft_model: Path) -> str:
     return str(sft_model)
 
 
-def more_regularisation(config: SrftConfig, failed: list[Gate], attempt: int) -> Adjustment | None:
-    """Accuracy short or overfitting: retrain with more weight decay, fewer epochs and a smaller
-    learning rate (the best epoch by val accuracy is kept either way)."""
-    rt = config.reward_training
-    changes = {
-        "reward_training.weight_decay": round(max(0.05, rt.weight_decay * 5), 6),
-        "reward_training.max_epochs": max(1, rt.max_epochs - 1),
-        "reward_training.learning_rate": rt.learning_rate * 0.5,
-    }
-    names = ", ".join(g.name for g in failed)
-    return Adjustment(
-        changes, f"{names} failed: retrain the reward model with more regularisation", 3
-    )
-
-
 SPEC = StageSpec(
     number=3,
     name="reward_model",
     run=run,
     sections=("model", "data", "reward_training", "compute", "constraints", "gates"),
     upstream=(1, 2),
-    adjust=more_regularisation,
+    adjust=retrain_reward_model,
 )

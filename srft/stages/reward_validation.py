@@ -11,11 +11,11 @@ import torch
 from srft.annotation import build_judge
 from srft.artifacts import atomic_write_json, atomic_write_text
 from srft.data.pairs import PreferencePair, read_pairs
+from srft.decisions import retrain_reward_model
 from srft.gates import Gate
 from srft.models.loading import apply_threads, load_reward_model, load_tokenizer
 from srft.models.reward import encode_pair_text, pair_accuracy, score_sequences
 from srft.stages.base import StageContext, StageResult, StageSpec
-from srft.stages.reward import more_regularisation
 
 CONSISTENCY_TOLERANCE = 1e-3
 
@@ -267,5 +267,5 @@ SPEC = StageSpec(
     run=run,
     sections=("data", "evaluation", "constraints", "gates"),
     upstream=(2, 3),
-    adjust=more_regularisation,
+    adjust=retrain_reward_model,
 )

@@ -75,7 +75,7 @@ def gold_scores(prompts: Sequence[str], responses: Sequence[str]) -> list[float]
 
 
 def noisy_annotator(
-    prompts: Sequence[str], responses: Sequence[str], noise: float = 0.25, seed: int = 0
+    prompts: Sequence[str], responses: Sequence[str], noise: float = 0.28, seed: int = 0
 ) -> list[float]:
     """An AI annotator: the gold score plus Gumbel noise of scale `noise`, clipped to [0, 1].
 

@@ -1,0 +1,51 @@
+"""The decision points: what to change after a stage's gates fail (DESIGN: Decision points).
+
+Each function takes the stage's effective config, its failed blocking gates and the attempt
+number, and returns an Adjustment (new settings and the stage to rerun from) or None when no
+change can help. The pipeline bounds the retries and logs each decision.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from srft.config import SrftConfig
+from srft.gates import Gate
+from srft.stages.base import Adjustment
+
+
+def more_candidates(config: SrftConfig, failed: list[Gate], attempt: int) -> Adjustment | None:
+    """After stage 2. Gap or count short: more samples per prompt and wider sampling, then
+    re-annotate. Decontamination short: drop the contaminated examples."""
+    names = {g.name for g in failed}
+    changes: dict[str, Any] = {}
+    reasons = []
+    if names & {"preference_gap", "pair_count"} and not config.data.train_file:
+        changes["annotation.samples_per_prompt"] = min(16, config.annotation.samples_per_prompt * 2)
+        changes["annotation.temperature"] = round(config.annotation.temperature + 0.2, 3)
+        reasons.append("gap or count short: more samples per prompt, wider sampling")
+    if "decontamination" in names and not config.data.drop_contaminated:
+        changes["data.drop_contaminated"] = True
+        reasons.append("decontamination short: drop contaminated examples")
+    if not changes:
+        return None
+    return Adjustment(changes, "; ".join(reasons), rerun_from=2)
+
+
+def retrain_reward_model(config: SrftConfig, failed: list[Gate], attempt: int) -> Adjustment | None:
+    """After stages 3 and 4. Overfitting (train accuracy met, validation short or the gap too
+    wide): more weight decay, fewer epochs, a smaller learning rate. Underfitting (train
+    accuracy short too): more epochs. The best epoch by validation accuracy is kept either way."""
+    rt = config.reward_training
+    names = ", ".join(g.name for g in failed)
+    if any(g.name == "reward_accuracy_train" for g in failed):
+        changes: dict[str, Any] = {"reward_training.max_epochs": rt.max_epochs + 2}
+        reason = f"{names} failed (underfitting): retrain the reward model for longer"
+    else:
+        changes = {
+            "reward_training.weight_decay": round(max(0.05, rt.weight_decay * 5), 6),
+            "reward_training.max_epochs": max(1, rt.max_epochs - 1),
+            "reward_training.learning_rate": rt.learning_rate * 0.5,
+        }
+        reason = f"{names} failed: retrain the reward model with more regularisation"
+    return Adjustment(changes, reason, rerun_from=3)
