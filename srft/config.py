@@ -1,5 +1,5 @@
 """The one typed schema of an srft run: the seed's `srf_config.yaml`, every key with its name and
-meaning, plus new sections (`sft`, `annotation`, `evaluation`, `gates`, `world`).
+meaning, plus new sections (`sft`, `annotation`, `evaluation`, `iteration`, `gates`, `world`).
 
 Validation, defaults, the `srft init` template and the README's config table all come from the
 classes below. The defaults run the embedded world on a laptop CPU.
@@ -173,6 +173,30 @@ class RLTrainingConfig(Section):
     max_steps: int = Field(100, ge=1, description="Rollout batches")
     ppo_epochs: int = Field(4, ge=1, description="PPO passes over each batch")
     clip_range: float = Field(0.2, gt=0, description="PPO ratio clip")
+    value_model: Literal["shared", "separate"] = Field(
+        "shared",
+        description="Value head on the policy's trunk, or a separate critic initialised from the RM",
+    )
+    gamma: float = Field(1.0, ge=0, le=1, description="Discount per token")
+    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda")
+    vf_coef: float = Field(0.1, ge=0, description="Weight of the value loss")
+    value_clip_range: float | None = Field(
+        0.2, gt=0, description="Clip of the value update (PPO); None = unclipped"
+    )
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient norm clip; None = off")
+    whiten_advantages: bool = Field(True, description="Normalise advantages per batch")
+    adaptive_kl: bool = Field(
+        True, description="Move kl_penalty toward constraints.kl_target x adaptive_kl_fraction"
+    )
+    adaptive_kl_fraction: float = Field(
+        0.5, gt=0, le=1, description="The adaptive controller's target as a share of kl_target"
+    )
+    kl_horizon: int = Field(2000, ge=1, description="Episodes over which the KL controller adapts")
+    early_stop_on_kl: bool = Field(
+        True,
+        description="KL over kl_target: roll back to the last good checkpoint with half the "
+        "learning rate and twice the KL penalty; stop there when retries run out",
+    )
 
     @model_validator(mode="after")
     def _mini_batch_fits(self) -> RLTrainingConfig:
@@ -245,6 +269,19 @@ class EvaluationConfig(Section):
         default_factory=dict,
         description="Benchmark name -> JSONL file of {prompt, answer}; the world's by default",
     )
+    win_rate_samples: int = Field(
+        4, ge=1, description="Responses per held-out prompt and policy compared by the judge"
+    )
+
+
+class IterationConfig(Section):
+    max_iterations: int = Field(2, ge=0, description="Rounds of new pairs, RM retraining and RL")
+    prompts_per_iteration: int = Field(1000, ge=1, description="Prompts sampled for new pairs")
+    rl_steps: int = Field(30, ge=1, description="RL rollout batches per iteration")
+    reward_epochs: int = Field(1, ge=1, description="RM epochs over old + new pairs")
+    min_improvement: float = Field(
+        0.01, ge=0, description="Judge-score gain below which the iterations have converged"
+    )
 
 
 class GatesConfig(Section):
@@ -287,6 +324,7 @@ class SrftConfig(Section):
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    iteration: IterationConfig = Field(default_factory=IterationConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
     world: WorldConfig = Field(default_factory=WorldConfig)
 

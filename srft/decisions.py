@@ -49,3 +49,29 @@ def retrain_reward_model(config: SrftConfig, failed: list[Gate], attempt: int) -
         }
         reason = f"{names} failed: retrain the reward model with more regularisation"
     return Adjustment(changes, reason, rerun_from=3)
+
+
+def adjust_rl(config: SrftConfig, failed: list[Gate], attempt: int) -> Adjustment | None:
+    """After stage 5. KL over: halve the learning rate and double the KL penalty. Entropy under
+    the band: lower the reward scale, raise the entropy bonus; over the band: the opposite."""
+    rl = config.rl_training
+    changes: dict[str, Any] = {}
+    reasons = []
+    for gate in failed:
+        if gate.name == "kl_divergence":
+            changes["rl_training.learning_rate"] = rl.learning_rate / 2
+            changes["rl_training.kl_penalty"] = rl.kl_penalty * 2
+            reasons.append("KL over: half the learning rate, twice the KL penalty")
+        elif gate.name == "entropy" and gate.value is not None:
+            low, _ = gate.threshold  # type: ignore[misc]
+            if gate.value < low:
+                changes["rl_training.reward_scale"] = rl.reward_scale / 2
+                changes["rl_training.entropy_bonus"] = max(0.01, rl.entropy_bonus * 2)
+                reasons.append("entropy under the band: lower reward scale, higher entropy bonus")
+            else:
+                changes["rl_training.reward_scale"] = rl.reward_scale * 2
+                changes["rl_training.entropy_bonus"] = rl.entropy_bonus / 2
+                reasons.append("entropy over the band: higher reward scale, lower entropy bonus")
+    if not changes:
+        return None
+    return Adjustment(changes, "; ".join(reasons), rerun_from=5)

@@ -36,9 +36,9 @@ log = logging.getLogger("srft")
 
 def stage_specs() -> dict[int, StageSpec]:
     """The registered stages, by number."""
-    from srft.stages import preferences, reward, reward_validation, sft
+    from srft.stages import preferences, reward, reward_validation, rl, sft
 
-    specs = [sft.SPEC, preferences.SPEC, reward.SPEC, reward_validation.SPEC]
+    specs = [sft.SPEC, preferences.SPEC, reward.SPEC, reward_validation.SPEC, rl.SPEC]
     return {spec.number: spec for spec in specs}
 
 

@@ -8,6 +8,7 @@ import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -52,6 +53,14 @@ def load_reward_model(name: str, pad_token_id: int | None, device: torch.device 
     model = _load(
         AutoModelForSequenceClassification.from_pretrained, name, "reward model", num_labels=1
     )
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = pad_token_id
+    return model.to(device) if device is not None else model
+
+
+def load_critic(name: str, pad_token_id: int | None, device: torch.device | None = None):
+    """A token-classification model with one output: V(s) at every position."""
+    model = _load(AutoModelForTokenClassification.from_pretrained, name, "critic", num_labels=1)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id
     return model.to(device) if device is not None else model

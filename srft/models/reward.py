@@ -72,3 +72,42 @@ def score_texts(
         for p, r in zip(prompts, responses, strict=True)
     ]
     return score_sequences(model, sequences, tokenizer.pad_token_id, batch_size)
+
+
+class RewardModelFunction:
+    """A frozen reward model as the RL reward: scores (prompt, response) pairs.
+
+    When the RM shares the policy's tokenizer it scores the policy's token sequences as they
+    are; otherwise it re-tokenises the texts the way stage 3 trained it.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        policy_tokenizer: PreTrainedTokenizerBase,
+        max_prompt: int,
+        max_response: int,
+        batch_size: int = 256,
+    ) -> None:
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.same_tokens = tokenizer.get_vocab() == policy_tokenizer.get_vocab()
+        self.max_prompt = max_prompt
+        self.max_response = max_response
+        self.batch_size = batch_size
+
+    def __call__(
+        self, prompts: list[str], responses: list[str], sequences: list[list[int]]
+    ) -> torch.Tensor:
+        if not self.same_tokens:
+            return score_texts(
+                self.model,
+                self.tokenizer,
+                prompts,
+                responses,
+                self.max_prompt,
+                self.max_response,
+                self.batch_size,
+            )
+        return score_sequences(self.model, sequences, self.tokenizer.pad_token_id, self.batch_size)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from srft.artifacts import append_jsonl
 from srft.config import SrftConfig
 from srft.gates import Gate
 from srft.run_dir import RunDir
@@ -24,6 +26,18 @@ class StageContext:
     tracker: Tracker
     attempt: int = 0
     resume: bool = False  # an interrupted attempt left checkpoints in workdir
+
+    def decide(self, decision: str, reason: str, numbers: dict[str, Any]) -> None:
+        """Log a decision taken inside the stage (a rollback, an early stop) to decisions.jsonl."""
+        row = {
+            "time": time.time(),
+            "stage": self.number,
+            "attempt": self.attempt,
+            "decision": decision,
+            "reason": reason,
+            "numbers": numbers,
+        }
+        append_jsonl(self.run.decisions, row)
 
     def upstream(self, number: int) -> Path:
         """The published folder of an earlier stage."""

@@ -1,0 +1,376 @@
+"""The RL engine: rollouts scored by a frozen reward, KL-shaped rewards, GAE, and PPO or A2C
+updates of a policy with its value function, on accelerate.
+
+One `step` is: sample a response per prompt (KV cache), score it, compute the exact per-token
+KL to the frozen reference, shape the rewards, estimate advantages, and update the policy and
+value function (`ppo_epochs` passes of clipped PPO, or one A2C pass).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from srft.data.sft import encode_prompt
+from srft.rl.advantages import gae, masked_mean, masked_whiten
+from srft.rl.kl import (
+    AdaptiveKLController,
+    FixedKLController,
+    entropy,
+    exact_kl,
+    shaped_rewards,
+    token_logprobs,
+)
+from srft.rl.losses import a2c_policy_loss, clipped_value_loss, ppo_policy_loss
+from srft.rl.policy import PolicyWithValue
+from srft.rl.rollout import left_pad, position_ids, sample
+
+#: (prompts, responses, token sequences of prompt + response + EOS) -> scores (batch,)
+RewardFunction = Callable[[list[str], list[str], list[list[int]]], torch.Tensor]
+
+
+@dataclass
+class EngineSettings:
+    """What the engine needs from the config (rl_training, constraints, data, seed)."""
+
+    algorithm: str = "PPO"
+    learning_rate: float = 1e-4
+    kl_coef: float = 0.1
+    adaptive_kl: bool = False
+    kl_target: float = 0.1
+    kl_horizon: int = 10000
+    entropy_bonus: float = 0.01
+    reward_scale: float = 1.0
+    batch_size: int = 64
+    mini_batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    ppo_epochs: int = 4
+    clip_range: float = 0.2
+    value_clip_range: float | None = 0.2
+    vf_coef: float = 0.1
+    gamma: float = 1.0
+    lam: float = 0.95
+    max_grad_norm: float | None = 1.0
+    whiten_advantages: bool = True
+    max_prompt_length: int = 512
+    max_new_tokens: int = 64
+    seed: int = 0
+
+
+@dataclass
+class Batch:
+    """A scored rollout; tensors (batch, response_tokens) unless noted."""
+
+    prompts: list[str]
+    responses: list[str]
+    input_ids: torch.Tensor  # (batch, query + response tokens)
+    attention_mask: torch.Tensor
+    mask: torch.Tensor  # 1 on generated tokens
+    logprobs: torch.Tensor
+    values: torch.Tensor
+    kl: torch.Tensor  # exact KL(policy || reference) per visited state, nats
+    entropy: torch.Tensor  # policy entropy per visited state, nats
+    scores: torch.Tensor  # (batch,) raw reward scores
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+    @property
+    def response_tokens(self) -> int:
+        return self.mask.shape[1]
+
+
+class RLEngine:
+    def __init__(
+        self,
+        model: PolicyWithValue,
+        tokenizer: PreTrainedTokenizerBase,
+        reward_fn: RewardFunction,
+        settings: EngineSettings,
+        reference: PreTrainedModel | None = None,
+        accelerator: Accelerator | None = None,
+    ) -> None:
+        self.settings = settings
+        self.tokenizer = tokenizer
+        self.reward_fn = reward_fn
+        self.accelerator = accelerator or Accelerator()
+        device = self.accelerator.device
+        model.to(device)
+        for module in (model.policy, model.critic):
+            if module is not None:
+                module.eval()  # no dropout: the old and new log-probabilities must agree
+        self.reference = reference
+        if reference is not None:
+            reference.to(device).eval().requires_grad_(False)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, eps=1e-5)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.kl_controller: FixedKLController | AdaptiveKLController = (
+            AdaptiveKLController(settings.kl_coef, settings.kl_target, settings.kl_horizon)
+            if settings.adaptive_kl
+            else FixedKLController(settings.kl_coef)
+        )
+        self.generator = torch.Generator(device=device).manual_seed(settings.seed)
+        self.steps_done = 0
+
+    @property
+    def unwrapped(self) -> PolicyWithValue:
+        return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def learning_rate(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = value
+
+    # ---- rollout ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def rollout(self, prompts: list[str]) -> Batch:
+        """Sample, score and shape one batch; advantages and returns by GAE."""
+        s = self.settings
+        tok = self.tokenizer
+        device = self.accelerator.device
+        encoded = [encode_prompt(tok, p, s.max_prompt_length) for p in prompts]
+        query_ids, query_mask = (t.to(device) for t in left_pad(encoded, tok.pad_token_id))
+        model = self.unwrapped
+        samples = sample(
+            model,
+            query_ids,
+            query_mask,
+            s.max_new_tokens,
+            tok.eos_token_id,
+            tok.pad_token_id,
+            self.generator,
+        )
+        mask = samples.response_mask
+        input_ids = torch.cat([query_ids, samples.response_ids], dim=1)
+        attention_mask = torch.cat([query_mask, mask.long()], dim=1)
+        positions = position_ids(attention_mask)
+        keep = mask.shape[1] + 1
+        reference_logits = self._reference_logits(input_ids, attention_mask, positions, keep)
+        if samples.values is not None:
+            values = samples.values
+        else:
+            values = model.critic_values(input_ids, attention_mask, positions)[:, -keep:-1]
+        logprobs = token_logprobs(samples.logits, samples.response_ids) * mask
+        kl = exact_kl(samples.logits, reference_logits) * mask
+        ent = entropy(samples.logits) * mask
+
+        responses, sequences = self._decode(encoded, samples.response_ids, mask)
+        scores = self.reward_fn(prompts, responses, sequences).to(device).float()
+        rewards = shaped_rewards(scores * s.reward_scale, kl, mask, self.kl_controller.coef)
+        advantages, returns = gae(rewards, values * mask, mask, s.gamma, s.lam)
+        if s.whiten_advantages:
+            advantages = masked_whiten(advantages, mask)
+        return Batch(
+            prompts,
+            responses,
+            input_ids,
+            attention_mask,
+            mask,
+            logprobs,
+            values * mask,
+            kl,
+            ent,
+            scores,
+            advantages,
+            returns,
+        )
+
+    def _reference_logits(self, input_ids, attention_mask, positions, keep) -> torch.Tensor:
+        """The frozen reference's logits at the states that generated each response token:
+        a separate copy, or the policy with its LoRA adapter disabled."""
+        kwargs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "position_ids": positions,
+            "use_cache": False,
+        }
+        if self.reference is not None:
+            logits = self.reference(**kwargs).logits
+        else:
+            policy = self.unwrapped.policy
+            with policy.disable_adapter():
+                logits = policy(**kwargs).logits
+        return logits[:, -keep:-1]
+
+    def _decode(
+        self, encoded: list[list[int]], response_ids: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[list[str], list[list[int]]]:
+        tok = self.tokenizer
+        responses, sequences = [], []
+        for query, ids, row_mask in zip(encoded, response_ids.tolist(), mask.tolist(), strict=True):
+            generated = [t for t, m in zip(ids, row_mask, strict=True) if m]
+            if generated and generated[-1] == tok.eos_token_id:
+                generated = generated[:-1]
+            responses.append(tok.decode(generated, skip_special_tokens=True).strip())
+            sequences.append(query + generated + [tok.eos_token_id])
+        return responses, sequences
+
+    # ---- update -------------------------------------------------------------------------
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """PPO: `ppo_epochs` passes over the batch in shuffled mini-batches. A2C: one pass."""
+        s = self.settings
+        epochs = s.ppo_epochs if s.algorithm == "PPO" else 1
+        size = batch.input_ids.shape[0]
+        keep = batch.response_tokens + 1
+        positions = position_ids(batch.attention_mask)
+        sums: dict[str, float] = {}
+        n_minibatches = 0
+        micro = 0
+        self.model.train(False)
+        for _ in range(epochs):
+            order = torch.randperm(size, generator=self.generator, device=self.generator.device)
+            for start in range(0, size, s.mini_batch_size):
+                idx = order[start : start + s.mini_batch_size].to(batch.input_ids.device)
+                micro += 1
+                sync = micro % s.gradient_accumulation_steps == 0 or (
+                    start + s.mini_batch_size >= size and _ == epochs - 1
+                )
+                stats = self._minibatch_step(batch, idx, positions, keep, sync)
+                for key, value in stats.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                n_minibatches += 1
+        return {key: value / n_minibatches for key, value in sums.items()}
+
+    def _minibatch_step(self, batch: Batch, idx, positions, keep, sync: bool) -> dict[str, float]:
+        s = self.settings
+        mask = batch.mask[idx]
+        context = self.accelerator.no_sync(self.model) if not sync else nullcontext()
+        with context:
+            logits, values = self.model(
+                batch.input_ids[idx], batch.attention_mask[idx], positions[idx], keep
+            )
+            logits, values = logits[:, :-1], values[:, :-1]
+            tokens = batch.input_ids[idx][:, -batch.response_tokens :]
+            logprobs = token_logprobs(logits, tokens)
+            advantages = batch.advantages[idx]
+            if s.algorithm == "PPO":
+                policy = ppo_policy_loss(
+                    logprobs, batch.logprobs[idx], advantages, mask, s.clip_range
+                )
+            else:
+                policy = a2c_policy_loss(logprobs, advantages, mask)
+            value_loss, value_clip_fraction = clipped_value_loss(
+                values,
+                batch.values[idx],
+                batch.returns[idx],
+                mask,
+                s.value_clip_range if s.algorithm == "PPO" else None,
+            )
+            mean_entropy = masked_mean(entropy(logits), mask)
+            loss = policy.loss + s.vf_coef * value_loss - s.entropy_bonus * mean_entropy
+            self.accelerator.backward(loss / s.gradient_accumulation_steps)
+        if sync:
+            if s.max_grad_norm is not None:
+                self.accelerator.clip_grad_norm_(self.model.parameters(), s.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return {
+            "policy_loss": policy.loss.item(),
+            "value_loss": value_loss.item(),
+            "clip_fraction": policy.clip_fraction,
+            "approx_kl": policy.approx_kl,
+            "value_clip_fraction": value_clip_fraction,
+        }
+
+    # ---- one step -----------------------------------------------------------------------
+
+    def step(self, prompts: list[str]) -> tuple[Batch, dict[str, float]]:
+        """One rollout and its update; the metrics of both."""
+        batch = self.rollout(prompts)
+        stats = rollout_metrics(batch)
+        stats["kl_coef"] = self.kl_controller.coef
+        stats.update(self.update(batch))
+        self.kl_controller.update(stats["kl_per_token_nats"], len(prompts))
+        self.steps_done += 1
+        return batch, stats
+
+    # ---- state --------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        """A checkpoint: the policy with `save_pretrained` (loads with plain transformers), the
+        value head or critic, the optimizer and the engine's counters."""
+        directory.mkdir(parents=True, exist_ok=True)
+        model = self.unwrapped
+        model.policy.save_pretrained(directory / "model")
+        self.tokenizer.save_pretrained(directory / "model")
+        if model.value_head is not None:
+            save_file(
+                {k: v.contiguous() for k, v in model.value_head.state_dict().items()},
+                directory / "value_head.safetensors",
+            )
+        if model.critic is not None:
+            model.critic.save_pretrained(directory / "critic")
+        torch.save(self.optimizer.state_dict(), directory / "optimizer.pt")
+        state = {
+            "steps_done": self.steps_done,
+            "kl_coef": self.kl_controller.coef,
+            "learning_rate": self.learning_rate,
+            "settings": asdict(self.settings),
+        }
+        (directory / "engine.json").write_text(json.dumps(state, indent=2))
+        save_file({"generator": self.generator.get_state()}, directory / "rng.safetensors")
+
+    def load_weights(self, directory: Path) -> None:
+        """Put the policy (and critic) weights of a checkpoint back, in place."""
+        model = self.unwrapped
+        _load_safetensors_dir(model.policy, directory / "model")
+        if model.critic is not None:
+            _load_safetensors_dir(model.critic, directory / "critic")
+
+    def load_state(self, directory: Path) -> dict[str, Any]:
+        """Restore what `save` wrote besides the policy and critic weights (loaded by the
+        caller when it built the model): value head, optimizer, counters, sampler state."""
+        model = self.unwrapped
+        if model.value_head is not None:
+            model.value_head.load_state_dict(load_file(directory / "value_head.safetensors"))
+        optimizer_state = torch.load(directory / "optimizer.pt", weights_only=True)
+        self.optimizer.load_state_dict(optimizer_state)
+        state = json.loads((directory / "engine.json").read_text())
+        self.steps_done = state["steps_done"]
+        self.kl_controller.coef = state["kl_coef"]
+        self.learning_rate = state["learning_rate"]
+        self.generator.set_state(load_file(directory / "rng.safetensors")["generator"])
+        return state
+
+
+def _load_safetensors_dir(model: torch.nn.Module, directory: Path) -> None:
+    state: dict[str, torch.Tensor] = {}
+    for file in sorted(directory.glob("*.safetensors")):
+        state.update(load_file(file))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # save_pretrained leaves out weights tied to another (the LM head to the embeddings).
+    pointers: dict[int, int] = {}
+    for _, param in model.named_parameters(remove_duplicate=False):
+        pointers[param.data_ptr()] = pointers.get(param.data_ptr(), 0) + 1
+    params = dict(model.named_parameters(remove_duplicate=False))
+    untied = [name for name in missing if name in params and pointers[params[name].data_ptr()] < 2]
+    if unexpected or untied:
+        raise RuntimeError(f"checkpoint {directory} does not match the model")
+
+
+def rollout_metrics(batch: Batch) -> dict[str, float]:
+    """What a rollout says about the policy: KL (nats per token and per sequence), entropy
+    (nats per token), reward and response length (tokens)."""
+    mask = batch.mask
+    return {
+        "kl_per_token_nats": masked_mean(batch.kl, mask).item(),
+        "kl_per_sequence_nats": batch.kl.sum(1).mean().item(),
+        "entropy_nats": masked_mean(batch.entropy, mask).item(),
+        "reward": batch.scores.mean().item(),
+        "response_tokens": mask.sum(1).mean().item(),
+    }

@@ -1,0 +1,65 @@
+"""Token log-probabilities, exact KL and entropy of next-token distributions, the KL-shaped
+reward, and the KL penalty controllers."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log pi(token) under `logits` (..., vocab) for each token id in `tokens` (...)."""
+    return torch.gather(F.log_softmax(logits.float(), dim=-1), -1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def exact_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) = sum_v p(v) (log p(v) - log q(v)) of the next-token distributions at each
+    position, in nats: shape (...,) for logits (..., vocab)."""
+    logp = F.log_softmax(logits_p.float(), dim=-1)
+    logq = F.log_softmax(logits_q.float(), dim=-1)
+    return (logp.exp() * (logp - logq)).sum(-1)
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """H(p) = -sum_v p(v) log p(v) of the next-token distribution at each position, nats."""
+    logp = F.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def shaped_rewards(
+    scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float
+) -> torch.Tensor:
+    """Per-token rewards: -kl_coef * KL at every generated token, plus the sequence's score at
+    its last generated token. `scores` is (batch,), `kl` and `mask` (batch, tokens)."""
+    rewards = -kl_coef * kl * mask
+    last = (mask.sum(1).long() - 1).clamp(min=0)
+    rewards[torch.arange(len(scores)), last] += scores
+    return rewards
+
+
+class FixedKLController:
+    """A constant KL penalty coefficient."""
+
+    def __init__(self, coef: float) -> None:
+        self.coef = coef
+
+    def update(self, kl_per_token_nats: float, n_steps: int) -> None:
+        pass
+
+
+class AdaptiveKLController:
+    """The KL coefficient moves toward a target KL (Ziegler et al. 2019):
+    error = clip(kl / target - 1, -0.2, 0.2); coef *= 1 + error * n_steps / horizon."""
+
+    def __init__(self, coef: float, target: float, horizon: int) -> None:
+        self.coef = coef
+        self.target = target
+        self.horizon = horizon
+
+    def update(self, kl_per_token_nats: float, n_steps: int) -> None:
+        if not math.isfinite(kl_per_token_nats):
+            return
+        error = min(0.2, max(-0.2, kl_per_token_nats / self.target - 1))
+        self.coef *= 1 + error * n_steps / self.horizon

@@ -1,0 +1,102 @@
+"""The policy with its value function: a value head on the policy's own trunk (shared), or a
+separate critic model with a token-level scalar head."""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+
+class PolicyWithValue(nn.Module):
+    """A causal LM and V(s) at every position.
+
+    With no `critic`, V is a linear head on the hidden state that feeds the LM head (captured by
+    a hook, so one forward gives both); with a critic, V is the critic's per-token output.
+    """
+
+    def __init__(self, policy: PreTrainedModel, critic: PreTrainedModel | None = None) -> None:
+        super().__init__()
+        self.policy = policy
+        self.critic = critic
+        self.value_head: nn.Linear | None = None
+        self._hidden: torch.Tensor | None = None
+        params = inspect.signature(policy.forward).parameters
+        self._cache_argument = "cache" if "cache" in params else "past_key_values"
+        self._keeps_logits = "logits_to_keep" in params
+        if critic is None:
+            lm_head = policy.get_output_embeddings()
+            self.value_head = nn.Linear(lm_head.in_features, 1)
+            nn.init.zeros_(self.value_head.weight)
+            nn.init.zeros_(self.value_head.bias)
+            self.value_head.to(device=lm_head.weight.device, dtype=lm_head.weight.dtype)
+            lm_head.register_forward_pre_hook(self._capture)
+
+    @property
+    def shared(self) -> bool:
+        return self.critic is None
+
+    def _capture(self, module: nn.Module, args: tuple) -> None:
+        self._hidden = args[0]
+
+    def _values_from_hidden(self) -> torch.Tensor:
+        assert self.value_head is not None and self._hidden is not None
+        values = self.value_head(self._hidden).squeeze(-1)
+        self._hidden = None
+        return values.float()
+
+    def step(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One generation step with the KV cache: logits (and shared values) at the last
+        position only."""
+        extra = {"logits_to_keep": 1} if self._keeps_logits else {}
+        out = self.policy(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=True,
+            **{self._cache_argument: cache},
+            **extra,
+        )
+        values = self._values_from_hidden() if self.shared else None
+        return out.logits, values
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        keep: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (batch, keep, vocab) and values (batch, keep) at the last `keep` positions."""
+        extra = {"logits_to_keep": keep} if self._keeps_logits else {}
+        out = self.policy(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=False,
+            **extra,
+        )
+        values = (
+            self._values_from_hidden()
+            if self.shared
+            else self.critic_values(input_ids, attention_mask, position_ids)
+        )
+        return out.logits[:, -keep:], values[:, -keep:]
+
+    def critic_values(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """The separate critic's V at every position."""
+        assert self.critic is not None
+        out = self.critic(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        )
+        return out.logits[..., 0].float()

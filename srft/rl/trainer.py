@@ -1,0 +1,173 @@
+"""The RL training loop around the engine: prompt batches, metrics every `log_interval`,
+checkpoints every `save_interval`, and the KL guard.
+
+The KL guard: when the per-token KL (mean of the last few steps) exceeds the target, roll back
+to the last good checkpoint (one whose KL was within the target) with half the learning rate
+and twice the KL penalty; when the rollbacks run out, stop there (the seed's early stop).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import statistics
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from srft.progress import Reporter
+from srft.rl.engine import RLEngine
+from srft.tracking import Tracker
+
+log = logging.getLogger("srft")
+
+#: (prompts, responses) -> judge scores in [0, 1]
+Judge = Callable[[Sequence[str], Sequence[str]], list[float]]
+#: (decision, reason, numbers) -> None: logs a decision of the loop
+DecisionLog = Callable[[str, str, dict[str, Any]], None]
+
+KL_WINDOW = 3
+
+
+@dataclass
+class GuardSettings:
+    kl_target: float  # nats per token
+    early_stop_on_kl: bool
+    max_rollbacks: int
+
+
+@dataclass
+class TrainingOutcome:
+    steps: int
+    rollbacks: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def prompt_batches(prompts: list[str], batch_size: int, seed: int, step: int) -> list[str]:
+    """The prompts of rollout `step`: passes over a seeded shuffle of `prompts`, cycling."""
+    per_pass = max(1, len(prompts) // batch_size)
+    epoch, index = divmod(step, per_pass)
+    order = list(prompts)
+    random.Random(seed * 7919 + epoch).shuffle(order)
+    chunk = order[index * batch_size : (index + 1) * batch_size]
+    while len(chunk) < batch_size:  # fewer prompts than a batch: repeat them
+        chunk += order[: batch_size - len(chunk)]
+    return chunk
+
+
+def train_policy(
+    engine: RLEngine,
+    prompts: list[str],
+    max_steps: int,
+    checkpoints: Path,
+    guard: GuardSettings,
+    tracker: Tracker,
+    *,
+    save_interval: int,
+    log_interval: int,
+    judge: Judge | None = None,
+    decide: DecisionLog | None = None,
+    description: str = "rl",
+    step_offset: int = 0,
+) -> TrainingOutcome:
+    """Train until `max_steps` rollout batches are done (resuming from `engine.steps_done`)."""
+    s = engine.settings
+    state_file = checkpoints / "guard.json"
+    guard_state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    outcome = TrainingOutcome(steps=engine.steps_done, rollbacks=guard_state.get("rollbacks", 0))
+    last_good = latest_checkpoint(checkpoints)
+    if last_good is None:
+        last_good = _save(engine, checkpoints, outcome)
+    recent: deque[float] = deque(maxlen=KL_WINDOW)
+    reporter = Reporter(description, max_steps)
+    reporter.advance(engine.steps_done)
+    try:
+        while engine.steps_done < max_steps:
+            batch_prompts = prompt_batches(prompts, s.batch_size, s.seed, engine.steps_done)
+            batch, stats = engine.step(batch_prompts)
+            if judge is not None:
+                stats["judge_score"] = statistics.fmean(judge(batch.prompts, batch.responses))
+            stats["learning_rate"] = engine.learning_rate
+            outcome.history.append({"step": engine.steps_done, **stats})
+            recent.append(stats["kl_per_token_nats"])
+            step = engine.steps_done
+            if step % log_interval == 0 or step == max_steps:
+                tracker.log(stats, step=step_offset + step)
+            reporter.advance(
+                1, reward=stats["reward"], kl=stats["kl_per_token_nats"], ent=stats["entropy_nats"]
+            )
+            kl_now = statistics.fmean(recent)
+            if guard.early_stop_on_kl and kl_now > guard.kl_target:
+                numbers = {"kl_per_token_nats": round(kl_now, 5), "step": step}
+                learning_rate, kl_coef = engine.learning_rate, engine.kl_controller.coef
+                _restore(engine, last_good)
+                recent.clear()
+                reporter.done = engine.steps_done
+                if outcome.rollbacks >= guard.max_rollbacks:
+                    outcome.stopped_early = True
+                    _decide(
+                        decide,
+                        "stop",
+                        f"KL over {guard.kl_target} with no rollback left: "
+                        f"keep checkpoint {last_good.name}",
+                        numbers,
+                    )
+                    break
+                outcome.rollbacks += 1
+                engine.learning_rate = learning_rate / 2
+                engine.kl_controller.coef = kl_coef * 2
+                numbers.update(
+                    learning_rate=engine.learning_rate, kl_coef=engine.kl_controller.coef
+                )
+                _decide(
+                    decide,
+                    "rollback",
+                    f"KL over {guard.kl_target}: back to {last_good.name}, "
+                    "half the learning rate, twice the KL penalty",
+                    numbers,
+                )
+                continue
+            if step % save_interval == 0 and len(recent) == KL_WINDOW:
+                last_good = _save(engine, checkpoints, outcome)
+    finally:
+        reporter.close()
+    outcome.steps = engine.steps_done
+    return outcome
+
+
+def _decide(decide: DecisionLog | None, decision: str, reason: str, numbers: dict) -> None:
+    log.info("decision: %s: %s", decision, reason)
+    if decide is not None:
+        decide(decision, reason, numbers)
+
+
+def latest_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest checkpoint in `checkpoints`, or None."""
+    found = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    return found[-1] if found else None
+
+
+def _save(engine: RLEngine, checkpoints: Path, outcome: TrainingOutcome) -> Path:
+    """A checkpoint of the current (good) state; only the newest two are kept."""
+    target = checkpoints / f"checkpoint-{engine.steps_done}"
+    partial = checkpoints / f".partial-{engine.steps_done}"
+    shutil.rmtree(partial, ignore_errors=True)
+    engine.save(partial)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    (checkpoints / "guard.json").write_text(json.dumps({"rollbacks": outcome.rollbacks}))
+    for old in sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[
+        :-2
+    ]:
+        shutil.rmtree(old)
+    return target
+
+
+def _restore(engine: RLEngine, checkpoint: Path) -> None:
+    engine.load_weights(checkpoint)
+    engine.load_state(checkpoint)

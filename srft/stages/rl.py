@@ -1,0 +1,108 @@
+"""Stage 5, RL fine-tuning: PPO or A2C from the SFT policy against the frozen stage-3 reward
+model, with the KL guard; the final policy's KL and entropy measured on held-out prompts."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from srft.annotation import build_judge
+from srft.config import SrftConfig
+from srft.data.sft import read_prompt_rows
+from srft.decisions import adjust_rl
+from srft.errors import SrftError
+from srft.models.loading import apply_threads
+from srft.rl.build import build_engine
+from srft.rl.measure import measure_policy
+from srft.rl.trainer import GuardSettings, latest_checkpoint, train_policy
+from srft.stages.base import StageContext, StageResult, StageSpec
+
+
+def run(ctx: StageContext) -> StageResult:
+    config = ctx.config
+    rl = config.rl_training
+    apply_threads(config.compute)
+    prompts = training_prompts(config)
+    checkpoints = ctx.workdir / "checkpoints"
+    start = latest_checkpoint(checkpoints) if ctx.resume else None
+    engine = build_engine(config, str(ctx.upstream_model(1)), str(ctx.upstream_model(3)), start)
+    judge = build_judge(config)
+    outcome = train_policy(
+        engine,
+        prompts,
+        rl.max_steps,
+        checkpoints,
+        guard_settings(config),
+        ctx.tracker,
+        save_interval=config.logging.save_interval,
+        log_interval=config.logging.log_interval,
+        judge=judge,
+        decide=ctx.decide,
+        description="stage 5 rl",
+    )
+    engine.unwrapped.policy.save_pretrained(ctx.workdir / "model")
+    engine.tokenizer.save_pretrained(ctx.workdir / "model")
+
+    final = measure_policy(engine, evaluation_prompts(config, prompts), judge)
+    history = outcome.history
+    window = max(1, len(history) // 10)
+    metrics: dict[str, Any] = {
+        "algorithm": rl.algorithm,
+        "value_model": rl.value_model,
+        "steps": outcome.steps,
+        "episodes": outcome.steps * rl.batch_size,
+        "rollbacks": outcome.rollbacks,
+        "stopped_early": outcome.stopped_early,
+        **{f"final_{k}": v for k, v in final.items()},
+    }
+    if history:
+        for name in ("reward", "judge_score", "policy_loss"):
+            if name in history[0]:
+                metrics[f"{name}_first_steps"] = statistics.fmean(h[name] for h in history[:window])
+                metrics[f"{name}_last_steps"] = statistics.fmean(h[name] for h in history[-window:])
+    c = config.constraints
+    gates = [
+        ctx.gate("kl_divergence", final["kl_per_token_nats"], c.kl_target, "<=", unit="nats/token"),
+        ctx.gate(
+            "entropy", final["entropy_nats"], (c.entropy_min, c.entropy_max), "in", unit="nats"
+        ),
+    ]
+    checks = {
+        "reward_improving": metrics.get("reward_last_steps", 0)
+        > metrics.get("reward_first_steps", 0)
+        if history
+        else None,
+    }
+    return StageResult(metrics=metrics, gates=gates, artifacts={"model": "model"}, checks=checks)
+
+
+def training_prompts(config: SrftConfig) -> list[str]:
+    if not config.data.prompts_file:
+        raise SrftError("data.prompts_file: RL needs prompts (JSONL rows {prompt})")
+    return [row["prompt"] for row in read_prompt_rows(config.data.prompts_file, ("prompt",))]
+
+
+def evaluation_prompts(config: SrftConfig, fallback: list[str]) -> list[str]:
+    """Held-out prompts when the config has them, else the last 10% of the training prompts."""
+    if config.data.eval_prompts_file:
+        rows = read_prompt_rows(config.data.eval_prompts_file, ("prompt",))
+        return [row["prompt"] for row in rows]
+    return fallback[-max(1, len(fallback) // 10) :]
+
+
+def guard_settings(config: SrftConfig) -> GuardSettings:
+    return GuardSettings(
+        kl_target=config.constraints.kl_target,
+        early_stop_on_kl=config.rl_training.early_stop_on_kl,
+        max_rollbacks=config.gates.max_retries,
+    )
+
+
+SPEC = StageSpec(
+    number=5,
+    name="rl",
+    run=run,
+    sections=("model", "data", "rl_training", "constraints", "compute", "evaluation", "gates"),
+    upstream=(1, 3),
+    adjust=adjust_rl,
+)
