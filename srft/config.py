@@ -163,7 +163,7 @@ class RewardTrainingConfig(Section):
 
 class RLTrainingConfig(Section):
     algorithm: Literal["PPO", "A2C"] = Field("PPO", description="PPO or A2C")
-    learning_rate: float = Field(1e-4, gt=0, description="Policy learning rate")
+    learning_rate: float = Field(1e-5, gt=0, description="Policy learning rate")
     kl_penalty: float = Field(0.1, ge=0, description="KL constraint strength (per-token penalty)")
     entropy_bonus: float = Field(0.01, ge=0, description="Entropy bonus, to maintain diversity")
     reward_scale: float = Field(1.0, gt=0, description="Multiplier of the RM score")
@@ -268,6 +268,11 @@ class EvaluationConfig(Section):
     benchmarks: dict[str, str] = Field(
         default_factory=dict,
         description="Benchmark name -> JSONL file of {prompt, answer}; the world's by default",
+    )
+    judge_criteria: str | None = Field(
+        "srft.world.judge:criteria_scores",
+        description="'module:function' giving each response's per-criterion judge scores "
+        "(dicts), for reward interpretability",
     )
     win_rate_samples: int = Field(
         4, ge=1, description="Responses per held-out prompt and policy compared by the judge"

@@ -75,3 +75,12 @@ def adjust_rl(config: SrftConfig, failed: list[Gate], attempt: int) -> Adjustmen
     if not changes:
         return None
     return Adjustment(changes, "; ".join(reasons), rerun_from=5)
+
+
+def adjust_evaluation(config: SrftConfig, failed: list[Gate], attempt: int) -> Adjustment | None:
+    """After stage 7. Capability retention short: roll back and rerun RL with half the learning
+    rate. Other failures have no automatic remedy."""
+    if not any(g.name == "capability_retention" for g in failed):
+        return None
+    changes = {"rl_training.learning_rate": config.rl_training.learning_rate / 2}
+    return Adjustment(changes, "retention short: rerun RL with half the learning rate", 5)

@@ -36,9 +36,25 @@ log = logging.getLogger("srft")
 
 def stage_specs() -> dict[int, StageSpec]:
     """The registered stages, by number."""
-    from srft.stages import preferences, reward, reward_validation, rl, sft
+    from srft.stages import (
+        evaluation,
+        iterations,
+        preferences,
+        reward,
+        reward_validation,
+        rl,
+        sft,
+    )
 
-    specs = [sft.SPEC, preferences.SPEC, reward.SPEC, reward_validation.SPEC, rl.SPEC]
+    specs = [
+        sft.SPEC,
+        preferences.SPEC,
+        reward.SPEC,
+        reward_validation.SPEC,
+        rl.SPEC,
+        iterations.SPEC,
+        evaluation.SPEC,
+    ]
     return {spec.number: spec for spec in specs}
 
 
@@ -87,7 +103,13 @@ class Pipeline:
         self.run.root.mkdir(parents=True, exist_ok=True)
         config = self._resolve_inputs(self.requested)
         atomic_write_text(self.run.config, yaml.safe_dump(config.to_dict(), sort_keys=False))
-        adjustments: dict[int, dict[str, Any]] = {}
+        # Settings that earlier retries chose stay with their stage, so that a published stage
+        # keeps matching its fingerprint on the next invocation.
+        adjustments: dict[int, dict[str, Any]] = {
+            n: self._manifest(n).get("adjustments") or {} for n in stages
+        }
+        adjustments = {n: changes for n, changes in adjustments.items() if changes}
+        scheduled: set[int] = set()  # stages a decision sent back to
         retries: dict[int, int] = {}
         self._write_summary("running", started)
         index = 0
@@ -95,10 +117,10 @@ class Pipeline:
             number = stages[index]
             spec = self.specs[number]
             effective = _with_changes(config, adjustments.get(number, {}))
-            fingerprint = self._fingerprint(spec, config)
+            fingerprint = self._fingerprint(spec, config, adjustments.get(number, {}))
             manifest = self._manifest(number)
             if (
-                number not in adjustments
+                number not in scheduled
                 and manifest.get("status") == "done"
                 and manifest.get("fingerprint") == fingerprint
             ):
@@ -119,6 +141,7 @@ class Pipeline:
                     adjustments.get(number, {}),
                 )
                 self._decide(number, attempt, result.gates, "pass", "continue")
+                scheduled.discard(number)
                 index += 1
                 self._write_summary("running", started)
                 continue
@@ -133,6 +156,7 @@ class Pipeline:
             retries[number] = retries.get(number, 0) + 1
             changes = {**adjustments.get(origin, {}), **adjustment.changes}
             adjustments[origin] = changes
+            scheduled.add(origin)
             self._decide(
                 number,
                 attempt,
@@ -146,8 +170,9 @@ class Pipeline:
                 retries[origin] = retries.get(origin, 0)
             index = stages.index(origin) if origin in stages else index
         status = "passed"
-        self._write_summary(status, started)
-        return RunOutcome(status, self.run.root, self.gates(), None)
+        decision = self._manifest(7).get("metrics", {}).get("deploy_decision")
+        self._write_summary(status, started, decision)
+        return RunOutcome(status, self.run.root, self.gates(), decision)
 
     def gates(self) -> list[Gate]:
         return collect_gates(self.run)
@@ -264,8 +289,10 @@ class Pipeline:
 
         return validate_config(materialize_world(config, self.run.world).to_dict(), "config")
 
-    def _fingerprint(self, spec: StageSpec, config: SrftConfig) -> str:
-        payload: dict[str, Any] = {"stage": spec.number, "seed": config.seed}
+    def _fingerprint(self, spec: StageSpec, config: SrftConfig, changes: dict[str, Any]) -> str:
+        """A hash of the stage's inputs: its config sections, the settings decisions changed,
+        the upstream stages' fingerprints and the input files' contents."""
+        payload: dict[str, Any] = {"stage": spec.number, "seed": config.seed, "changes": changes}
         for section in spec.sections:
             payload[section] = getattr(config, section).model_dump(mode="json")
         payload["upstream"] = {n: self._manifest(n).get("fingerprint") for n in spec.upstream}
@@ -284,12 +311,16 @@ class Pipeline:
 
 
 def collect_gates(run: RunDir) -> list[Gate]:
-    """The gates of every published stage, in stage order."""
+    """The gates of every stage, in stage order: of its failed attempt when that is newer than
+    what is published, else of the published stage."""
     gates: list[Gate] = []
     for number in STAGE_FOLDERS:
-        path = run.manifest(number)
-        if path.exists():
-            gates += [Gate.from_dict(g) for g in read_json(path).get("gates", [])]
+        published = run.manifest(number)
+        failed = run.root / ".staging" / f"failed_stage{number}.json"
+        manifests = [read_json(p) for p in (published, failed) if p.exists()]
+        if manifests:
+            newest = max(manifests, key=lambda m: m.get("finished", 0))
+            gates += [Gate.from_dict(g) for g in newest.get("gates", [])]
     return gates
 
 

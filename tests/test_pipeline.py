@@ -67,12 +67,15 @@ def test_parse_stages_rejects_a_reversed_range():
 
 def test_registered_stages():
     specs = stage_specs()
-    assert sorted(specs) == [1, 2, 3, 4]
+    assert sorted(specs) == [1, 2, 3, 4, 5, 6, 7]
     assert [specs[n].name for n in sorted(specs)] == [
         "sft",
         "preferences",
         "reward_model",
         "reward_validation",
+        "rl",
+        "iterations",
+        "evaluation",
     ]
     for number, spec in specs.items():
         assert spec.number == number

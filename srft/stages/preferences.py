@@ -6,40 +6,21 @@ from __future__ import annotations
 
 import random
 import statistics
-from collections.abc import Sequence
 from typing import Any
 
 from srft.annotation import build_annotator, build_judge
 from srft.artifacts import atomic_write_json, atomic_write_text
 from srft.config import SrftConfig
+from srft.data.candidates import sample_pairs
 from srft.data.decontamination import decontaminate
 from srft.data.pairs import PreferencePair, read_pairs, write_pairs
+from srft.data.prompts import training_prompts
 from srft.data.quality import preference_gap
 from srft.data.sft import read_prompt_rows
 from srft.decisions import more_candidates
-from srft.errors import SrftError
 from srft.gates import Gate
-from srft.models.generation import generate
 from srft.models.loading import apply_threads, load_policy, load_tokenizer, resolve_device
 from srft.stages.base import StageContext, StageResult, StageSpec
-
-
-def best_versus_worst(
-    prompt: str, responses: Sequence[str], scores: Sequence[float]
-) -> PreferencePair | None:
-    """The pair (highest-scored, lowest-scored) among distinct non-empty responses to one prompt,
-    or None when fewer than two remain or their scores tie."""
-    scored: dict[str, float] = {}
-    for response, score in zip(responses, scores, strict=True):
-        if response.strip() and response not in scored:
-            scored[response] = score
-    if len(scored) < 2:
-        return None
-    ranked = sorted(scored.items(), key=lambda item: item[1])
-    (rejected, low), (chosen, high) = ranked[0], ranked[-1]
-    if high == low:
-        return None
-    return PreferencePair(prompt, chosen, rejected, high, low)
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -142,36 +123,17 @@ def _generate_pairs(ctx: StageContext) -> tuple[list[PreferencePair], dict[str, 
     policy_dir = str(ctx.upstream_model(1))
     tokenizer = load_tokenizer(policy_dir)
     policy = load_policy(policy_dir, device)
-    if not config.data.prompts_file:
-        raise SrftError(
-            "data.prompts_file: stage 2 needs prompts to generate from (JSONL {prompt})"
-        )
-    prompts = [row["prompt"] for row in read_prompt_rows(config.data.prompts_file, ("prompt",))]
+    prompts = training_prompts(config)
     a = config.annotation
-    samples = generate(
+    found = sample_pairs(
         policy,
         tokenizer,
         prompts,
-        max_prompt_length=config.data.max_prompt_length,
-        max_new_tokens=config.data.max_response_length,
-        samples_per_prompt=a.samples_per_prompt,
-        temperature=a.temperature,
-        top_p=a.top_p,
-        batch_size=a.generation_batch_size,
-        seed=config.seed + 1000 * ctx.attempt,
+        build_annotator(config),
+        config,
+        config.seed + 1000 * ctx.attempt,
     )
-    annotator = build_annotator(config)
-    flat_prompts = [p for p, group in zip(prompts, samples, strict=True) for _ in group]
-    flat_responses = [r for group in samples for r in group]
-    flat_scores = annotator(flat_prompts, flat_responses)
-    low, high = config.data.score_scale
-    pairs = []
-    for i, prompt in enumerate(prompts):
-        k = a.samples_per_prompt
-        scores = [min(high, max(low, s)) for s in flat_scores[i * k : (i + 1) * k]]
-        pair = best_versus_worst(prompt, samples[i], scores)
-        if pair is not None:
-            pairs.append(pair)
+    pairs, flat_prompts, flat_responses = found.pairs, found.prompts, found.responses
     info: dict[str, Any] = {
         "prompts": len(prompts),
         "samples_per_prompt": a.samples_per_prompt,

@@ -12,19 +12,13 @@ from srft.annotation import build_judge
 from srft.artifacts import atomic_write_json, atomic_write_text
 from srft.data.pairs import PreferencePair, read_pairs
 from srft.decisions import retrain_reward_model
+from srft.evaluation.alignment import pearson
 from srft.gates import Gate
 from srft.models.loading import apply_threads, load_reward_model, load_tokenizer
 from srft.models.reward import encode_pair_text, pair_accuracy, score_sequences
 from srft.stages.base import StageContext, StageResult, StageSpec
 
 CONSISTENCY_TOLERANCE = 1e-3
-
-
-def pearson(xs: list[float], ys: list[float]) -> float | None:
-    """Pearson correlation, None when either side is constant."""
-    if len(xs) < 2 or len(set(xs)) < 2 or len(set(ys)) < 2:
-        return None
-    return statistics.correlation(xs, ys)
 
 
 class RewardScorer:

@@ -8,9 +8,8 @@ from typing import Any
 
 from srft.annotation import build_judge
 from srft.config import SrftConfig
-from srft.data.sft import read_prompt_rows
+from srft.data.prompts import evaluation_prompts, training_prompts
 from srft.decisions import adjust_rl
-from srft.errors import SrftError
 from srft.models.loading import apply_threads
 from srft.rl.build import build_engine
 from srft.rl.measure import measure_policy
@@ -43,7 +42,7 @@ def run(ctx: StageContext) -> StageResult:
     engine.unwrapped.policy.save_pretrained(ctx.workdir / "model")
     engine.tokenizer.save_pretrained(ctx.workdir / "model")
 
-    final = measure_policy(engine, evaluation_prompts(config, prompts), judge)
+    final = measure_policy(engine, evaluation_prompts(config), judge)
     history = outcome.history
     window = max(1, len(history) // 10)
     metrics: dict[str, Any] = {
@@ -74,20 +73,6 @@ def run(ctx: StageContext) -> StageResult:
         else None,
     }
     return StageResult(metrics=metrics, gates=gates, artifacts={"model": "model"}, checks=checks)
-
-
-def training_prompts(config: SrftConfig) -> list[str]:
-    if not config.data.prompts_file:
-        raise SrftError("data.prompts_file: RL needs prompts (JSONL rows {prompt})")
-    return [row["prompt"] for row in read_prompt_rows(config.data.prompts_file, ("prompt",))]
-
-
-def evaluation_prompts(config: SrftConfig, fallback: list[str]) -> list[str]:
-    """Held-out prompts when the config has them, else the last 10% of the training prompts."""
-    if config.data.eval_prompts_file:
-        rows = read_prompt_rows(config.data.eval_prompts_file, ("prompt",))
-        return [row["prompt"] for row in rows]
-    return fallback[-max(1, len(fallback) // 10) :]
 
 
 def guard_settings(config: SrftConfig) -> GuardSettings:

@@ -74,6 +74,11 @@ def gold_scores(prompts: Sequence[str], responses: Sequence[str]) -> list[float]
     return [gold_score(p, r) for p, r in zip(prompts, responses, strict=True)]
 
 
+def criteria_scores(prompts: Sequence[str], responses: Sequence[str]) -> list[dict[str, float]]:
+    """`gold_criteria` for many (prompt, response) pairs: what the report relates rewards to."""
+    return [gold_criteria(p, r) for p, r in zip(prompts, responses, strict=True)]
+
+
 def noisy_annotator(
     prompts: Sequence[str], responses: Sequence[str], noise: float = 0.28, seed: int = 0
 ) -> list[float]:
