@@ -254,7 +254,7 @@ class LoggingConfig(Section):
     wandb_run_name: str | None = Field(None, description="W&B run name")
     output_dir: str = Field("outputs/srft-run", description="The run directory")
     log_interval: int = Field(10, ge=1, description="Steps between logged metrics")
-    save_interval: int = Field(100, ge=1, description="Steps between checkpoints")
+    save_interval: int = Field(20, ge=1, description="Steps between checkpoints")
     report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
         default_factory=list, description="Experiment trackers besides metrics.jsonl"
     )

@@ -152,6 +152,7 @@ class Pipeline:
                 self._decide(number, attempt, result.gates, "stop", reason)
                 self._fail_stage(spec, fingerprint, result, seconds, attempt)
                 self._write_summary("failed", started, decision="stop")
+                self._write_report()
                 return RunOutcome("failed", self.run.root, self.gates(), "stop")
             retries[number] = retries.get(number, 0) + 1
             changes = {**adjustments.get(origin, {}), **adjustment.changes}
@@ -172,6 +173,7 @@ class Pipeline:
         status = "passed"
         decision = self._manifest(7).get("metrics", {}).get("deploy_decision")
         self._write_summary(status, started, decision)
+        self._write_report()
         return RunOutcome(status, self.run.root, self.gates(), decision)
 
     def gates(self) -> list[Gate]:
@@ -305,6 +307,11 @@ class Pipeline:
         return hashlib.sha256(text.encode()).hexdigest()
 
     # ---- summary ------------------------------------------------------------------------
+
+    def _write_report(self) -> None:
+        from srft.report import write_report  # the report reads the pipeline's gate collection
+
+        write_report(self.run)
 
     def _write_summary(self, status: str, started: float, decision: str | None = None) -> None:
         write_summary(self.run, status, time.time() - started, decision)

@@ -26,6 +26,7 @@ from srft.models.loading import (
 )
 from srft.models.reward import pair_accuracy, score_texts
 from srft.models.reward_trainer import fit_reward_model
+from srft.report import iteration_table
 from srft.rl.build import build_engine
 from srft.rl.measure import measure_policy
 from srft.rl.trainer import GuardSettings, train_policy
@@ -163,20 +164,6 @@ def judge_iteration(
     if gain < config.iteration.min_improvement:
         return "converged", f"score gain {gain:.4f} below {config.iteration.min_improvement}"
     return "accepted", f"score up by {gain:.4f}"
-
-
-def iteration_table(table: list[dict[str, Any]]) -> str:
-    """The per-iteration table as Markdown."""
-    lines = [
-        "| iteration | score | RM accuracy (val) | KL (nats/token) | entropy (nats) | status |",
-        "|---|---|---|---|---|---|",
-    ]
-    for row in table:
-        lines.append(
-            f"| {row['iteration']} | {row['score']:.4f} | {row['reward_accuracy_val']:.4f} | "
-            f"{row['kl_per_token_nats']:.4f} | {row['entropy_nats']:.4f} | {row['status']} |"
-        )
-    return "\n".join(lines) + "\n"
 
 
 def _on_policy_pairs(

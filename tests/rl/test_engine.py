@@ -1,0 +1,121 @@
+"""The engine on a tiny random model: PPO and A2C raise a fixed reward; the KL guard rolls back
+and keeps the KL within the target; a checkpoint resumes where it stopped."""
+
+import copy
+import statistics
+
+import pytest
+import torch
+
+from srft.rl.engine import EngineSettings, RLEngine
+from srft.rl.policy import PolicyWithValue
+from srft.rl.trainer import GuardSettings, train_policy
+from srft.tracking import Tracker
+from srft.world.lexicon import CATEGORIES
+from srft.world.model import build_base_model
+from srft.world.tokenizer import build_tokenizer
+
+FRUITS = set(CATEGORIES["fruits"])
+PROMPTS = [f"kim says : name {n} fruits . answer :" for n in ("one", "two", "three", "four")]
+
+
+def fruit_share(prompts, responses, sequences) -> torch.Tensor:
+    """The fixed reward: the share of response words that are fruits."""
+    scores = []
+    for response in responses:
+        words = response.split()
+        scores.append(sum(w in FRUITS for w in words) / max(len(words), 1))
+    return torch.tensor(scores)
+
+
+def make_engine(algorithm: str, learning_rate: float, shared: bool = True, seed: int = 0):
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    policy = build_base_model(tokenizer, hidden_size=32, num_layers=1, seed=seed)
+    critic = None
+    if not shared:
+        from transformers import LlamaForTokenClassification
+
+        critic = LlamaForTokenClassification(copy.deepcopy(policy.config))
+    settings = EngineSettings(
+        algorithm=algorithm,
+        learning_rate=learning_rate,
+        kl_coef=0.0,
+        batch_size=32,
+        mini_batch_size=16,
+        ppo_epochs=4 if algorithm == "PPO" else 1,
+        max_prompt_length=16,
+        max_new_tokens=4,
+        seed=seed,
+    )
+    return RLEngine(
+        PolicyWithValue(policy, critic),
+        tokenizer,
+        fruit_share,
+        settings,
+        reference=copy.deepcopy(policy),
+    )
+
+
+@pytest.mark.parametrize(("algorithm", "shared"), [("PPO", True), ("PPO", False), ("A2C", True)])
+def test_rl_raises_a_fixed_reward(algorithm, shared):
+    torch.set_num_threads(1)
+    engine = make_engine(
+        algorithm, learning_rate=3e-3 if algorithm == "PPO" else 1e-2, shared=shared
+    )
+    prompts = PROMPTS * 8
+    rewards = [engine.step(prompts)[1]["reward"] for _ in range(25)]
+    first, last = statistics.fmean(rewards[:3]), statistics.fmean(rewards[-3:])
+    assert last > first + 0.2, (first, last)
+
+
+def test_first_ppo_epoch_starts_on_policy():
+    # The old log-probabilities come from the sampling pass; the first update's ratio is 1.
+    engine = make_engine("PPO", learning_rate=1e-12)
+    batch, stats = engine.step(PROMPTS * 8)
+    assert stats["approx_kl"] == pytest.approx(0.0, abs=1e-6)
+    assert stats["clip_fraction"] == 0.0
+    assert stats["kl_per_token_nats"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_kl_guard_rolls_back_and_keeps_kl_within_target(tmp_path):
+    torch.set_num_threads(1)
+    engine = make_engine("PPO", learning_rate=5e-2)  # far too large: the policy runs away
+    decisions = []
+    outcome = train_policy(
+        engine,
+        PROMPTS * 8,
+        max_steps=12,
+        checkpoints=tmp_path / "checkpoints",
+        guard=GuardSettings(kl_target=0.1, early_stop_on_kl=True, max_rollbacks=2),
+        tracker=Tracker(tmp_path / "metrics.jsonl", 5),
+        save_interval=1,
+        log_interval=1,
+        decide=lambda decision, reason, numbers: decisions.append((decision, numbers)),
+    )
+    assert outcome.rollbacks >= 1
+    assert decisions[0][0] == "rollback"
+    assert decisions[0][1]["kl_per_token_nats"] > 0.1
+    kinds = [d for d, _ in decisions]
+    assert kinds[: outcome.rollbacks] == ["rollback"] * outcome.rollbacks
+    assert kinds[outcome.rollbacks :] == (["stop"] if outcome.stopped_early else [])
+    from srft.rl.measure import measure_policy
+
+    assert measure_policy(engine, PROMPTS * 8)["kl_per_token_nats"] <= 0.1
+
+
+def test_checkpoint_resume_restores_the_engine(tmp_path):
+    torch.set_num_threads(1)
+    engine = make_engine("PPO", learning_rate=3e-3)
+    for _ in range(2):
+        engine.step(PROMPTS * 8)
+    engine.save(tmp_path / "ckpt")
+    next_batch, _ = engine.step(PROMPTS * 8)
+
+    resumed = make_engine("PPO", learning_rate=3e-3, seed=1)  # other weights and sampler
+    resumed.load_weights(tmp_path / "ckpt")
+    resumed.load_state(tmp_path / "ckpt")
+    assert resumed.steps_done == 2
+    again, _ = resumed.step(PROMPTS * 8)
+    assert again.responses == next_batch.responses
+    assert torch.allclose(again.logprobs, next_batch.logprobs, atol=1e-5)
