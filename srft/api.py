@@ -11,6 +11,20 @@ from srft.models.loading import load_reward_model, load_tokenizer
 from srft.models.reward_trainer import fit_reward_model
 
 
+def _as_config(config: dict[str, Any] | SrftConfig, section: str) -> SrftConfig:
+    """A full SrftConfig from an SrftConfig, a full config dict, or one section's keys (with an
+    optional "constraints" entry, as the seed's scripts pass them)."""
+    if isinstance(config, SrftConfig):
+        return config
+    if section in config:
+        return validate_config(config)
+    keys = dict(config)
+    body: dict[str, Any] = {section: keys}
+    if "constraints" in keys:
+        body["constraints"] = keys.pop("constraints")
+    return validate_config(body)
+
+
 def train_reward_model(
     base_model: str,
     train_file: Path,
@@ -31,10 +45,7 @@ def train_reward_model(
     Returns:
         The best validation accuracy (the metric the best checkpoint was chosen by).
     """
-    if not isinstance(config, SrftConfig):
-        config = validate_config(
-            config if "reward_training" in config else {"reward_training": config}
-        )
+    config = _as_config(config, "reward_training")
     output_dir = Path(output_dir)
     tokenizer = load_tokenizer(base_model)
     model = load_reward_model(base_model, tokenizer.pad_token_id)
@@ -42,3 +53,61 @@ def train_reward_model(
     val = read_pairs(val_file, score_scale=config.data.score_scale).pairs
     result = fit_reward_model(model, tokenizer, train, val, output_dir, config)
     return result["accuracy_val"]
+
+
+def rl_finetune(
+    policy_model_path: Path,
+    reward_model_path: Path,
+    prompts_file: Path,
+    config: dict[str, Any] | SrftConfig,
+    output_dir: Path = Path("outputs/rl_finetuned_model"),
+) -> dict[str, Any]:
+    """RL fine-tuning of a policy against a frozen reward model (PPO or A2C).
+
+    Args:
+        policy_model_path: the SFT model (the policy's start and the frozen KL reference)
+        reward_model_path: the trained reward model (sequence classification, one output)
+        prompts_file: prompts for RL, JSONL rows {prompt}
+        config: the rl_training keys (learning_rate, kl_penalty, batch_size, ...) as a dict,
+            optionally with "constraints" (kl_target, ...); a full srft config dict; or an
+            SrftConfig
+        output_dir: checkpoints go to `output_dir/checkpoints`, the final policy to
+            `output_dir/model` (save_pretrained)
+
+    Returns:
+        The final metrics: kl_per_token_nats, entropy_nats, reward, steps, rollbacks,
+        stopped_early, and the model path.
+    """
+    from srft.data.sft import read_prompt_rows
+    from srft.rl.build import build_engine
+    from srft.rl.measure import measure_policy
+    from srft.rl.trainer import GuardSettings, train_policy
+    from srft.tracking import Tracker
+
+    config = _as_config(config, "rl_training")
+    output_dir = Path(output_dir)
+    prompts = [row["prompt"] for row in read_prompt_rows(prompts_file, ("prompt",))]
+    engine = build_engine(config, str(policy_model_path), str(reward_model_path))
+    guard = GuardSettings(
+        config.constraints.kl_target, config.rl_training.early_stop_on_kl, config.gates.max_retries
+    )
+    outcome = train_policy(
+        engine,
+        prompts,
+        config.rl_training.max_steps,
+        output_dir / "checkpoints",
+        guard,
+        Tracker(output_dir / "metrics.jsonl", 5),
+        save_interval=config.logging.save_interval,
+        log_interval=config.logging.log_interval,
+    )
+    engine.unwrapped.policy.save_pretrained(output_dir / "model")
+    engine.tokenizer.save_pretrained(output_dir / "model")
+    final = measure_policy(engine, prompts[-max(1, len(prompts) // 10) :])
+    return {
+        **final,
+        "steps": outcome.steps,
+        "rollbacks": outcome.rollbacks,
+        "stopped_early": outcome.stopped_early,
+        "model": str(output_dir / "model"),
+    }

@@ -152,7 +152,7 @@ class AnnotationConfig(Section):
 class RewardTrainingConfig(Section):
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate")
     batch_size: int = Field(32, ge=1, description="Pairs per optimizer step")
-    max_epochs: int = Field(3, ge=1, description="Passes over the training pairs")
+    max_epochs: int = Field(5, ge=1, description="Passes over the training pairs")
     loss_function: Literal["binary_cross_entropy"] = Field(
         "binary_cross_entropy", description="Bradley-Terry: BCE on r(chosen) - r(rejected)"
     )
@@ -283,7 +283,6 @@ class IterationConfig(Section):
     max_iterations: int = Field(2, ge=0, description="Rounds of new pairs, RM retraining and RL")
     prompts_per_iteration: int = Field(1000, ge=1, description="Prompts sampled for new pairs")
     rl_steps: int = Field(30, ge=1, description="RL rollout batches per iteration")
-    reward_epochs: int = Field(1, ge=1, description="RM epochs over old + new pairs")
     min_improvement: float = Field(
         0.01, ge=0, description="Judge-score gain below which the iterations have converged"
     )
@@ -310,7 +309,7 @@ class GatesConfig(Section):
 class WorldConfig(Section):
     n_sft_list: int = Field(3000, ge=10, description="List-task SFT demonstrations")
     n_sft_skill: int = Field(1500, ge=10, description="Capability-task SFT demonstrations")
-    n_preference_prompts: int = Field(2500, ge=10, description="Prompts for stage 2 and RL")
+    n_preference_prompts: int = Field(3500, ge=10, description="Prompts for stage 2 and RL")
     n_eval_prompts: int = Field(200, ge=10, description="Held-out prompts for the win rate")
     n_benchmark_items: int = Field(100, ge=5, description="Items per capability benchmark")
     hidden_size: int = Field(64, ge=8, description="Base model width")

@@ -145,7 +145,7 @@ class Pipeline:
                 index += 1
                 self._write_summary("running", started)
                 continue
-            adjustment = spec.adjust(effective, blocking, attempt) if spec.adjust else None
+            adjustment = spec.adjust(effective, result.gates, attempt) if spec.adjust else None
             origin = adjustment.rerun_from if adjustment else number
             if adjustment is None or retries.get(number, 0) >= config.gates.max_retries:
                 reason = "retries exhausted" if adjustment else "no adjustment for these gates"

@@ -18,7 +18,7 @@ from srft.artifacts import (
     read_jsonl,
     replace_dir,
 )
-from srft.config import SrftConfig, load_config
+from srft.config import GATE_NAMES, SrftConfig, load_config
 from srft.errors import SrftError
 from srft.pipeline import Pipeline, parse_stages, stage_specs
 from srft.run_dir import RunDir
@@ -417,9 +417,19 @@ SMALL_WORLD = [
     "world.n_eval_prompts=20",
     "world.n_benchmark_items=10",
     "sft.epochs=2",
+    "reward_training.max_epochs=3",
     "constraints.min_pairs=100",
-    # The tiny world cannot reach a real reward-model accuracy: report those gates only.
-    "gates.mode={reward_accuracy_train: warn, reward_accuracy_val: warn, train_val_gap: warn}",
+    "rl_training.max_steps=6",
+    "rl_training.batch_size=16",
+    "rl_training.mini_batch_size=8",
+    "logging.save_interval=3",
+    "iteration.max_iterations=1",
+    "iteration.rl_steps=2",
+    "iteration.prompts_per_iteration=40",
+    "evaluation.win_rate_samples=1",
+    # The tiny world cannot reach real reward-model or RL figures: report those gates only.
+    "gates.mode={reward_accuracy_train: warn, reward_accuracy_val: warn, train_val_gap: warn, "
+    "kl_divergence: warn, entropy: warn, capability_retention: warn, win_rate: warn}",
     "compute.device=cpu",
     # One torch thread: on a busy 2-core machine the default pool made stage 1 take 62 s
     # instead of 2 s for these tiny models.
@@ -629,3 +639,73 @@ def test_interrupted_reward_training_resumes(good_run, monkeypatch, tmp_path):
     assert seen == [(True, sorted(kept))]
     assert read_json(run.manifest(3))["status"] == "done"
     assert read_json(run.manifest(4))["status"] == "done"
+
+
+@pytest.mark.slow
+def test_stages_5_to_7_finish_the_run_with_a_report(good_run):
+    restore(good_run)
+    run = good_run.run
+    outcome = Pipeline(good_run.config, run.root).execute([5, 6, 7])
+    assert outcome.status == "passed"
+    for number in (5, 6, 7):
+        assert read_json(run.manifest(number))["status"] == "done"
+    assert (run.model(5) / "model.safetensors").is_file()
+    rl = read_json(run.manifest(5))["metrics"]
+    assert rl["steps"] == 6
+    assert rl["episodes"] == 96
+    assert rl["final_kl_per_token_nats"] >= 0
+    names = {row["name"] for row in read_jsonl(run.metrics) if row["stage"] == 5}
+    assert {"kl_per_token_nats", "entropy_nats", "reward", "judge_score", "policy_loss"} <= names
+    table = read_json(run.stage(6) / "iterations.json")["iterations"]
+    assert [row["iteration"] for row in table] == [0, 1]
+    assert table[1]["status"] in ("accepted", "converged", "rolled_back")
+    assert (run.stage(6) / "model" / "model.safetensors").is_file()
+    evaluation = read_json(run.stage(7) / "evaluation_report.json")
+    assert set(evaluation["metrics"]["benchmarks"]) == {"next", "last"}
+    assert 0 <= evaluation["metrics"]["win_rate"] <= 1
+    assert "reward_criterion_correlation" in evaluation["interpretability"]
+
+    summary = read_json(run.summary)
+    assert set(GATE_NAMES) == set(summary["gates"])
+    assert summary["decision"] in ("deploy", "stop", "rollback")
+    report = run.report_md.read_text()
+    assert "### Stage 7: Evaluation & Monitoring" in report
+    assert "| capability_retention | 7 |" in report
+
+
+@pytest.mark.slow
+def test_interrupted_rl_resumes_from_its_last_checkpoint(good_run, monkeypatch, tmp_path):
+    restore(good_run)
+    run = good_run.run
+    if not run.manifest(5).exists():
+        assert Pipeline(good_run.config, run.root).execute([5]).status == "passed"
+    saved = run.stage(5) / "checkpoints" / "checkpoint-3"
+    assert saved.is_dir()
+    shutil.copytree(saved, tmp_path / "checkpoint-3")
+    shutil.rmtree(run.stage(5))
+
+    real = stage_specs()
+    seen: list[bool] = []
+
+    def crash(ctx: StageContext) -> StageResult:
+        raise Interrupted
+
+    def recorded(ctx: StageContext) -> StageResult:
+        seen.append(ctx.resume)
+        return real[5].run(ctx)
+
+    monkeypatch.setattr(
+        "srft.pipeline.stage_specs", lambda: {**real, 5: dataclasses.replace(real[5], run=crash)}
+    )
+    with pytest.raises(Interrupted):
+        Pipeline(good_run.config, run.root).execute([5])
+    shutil.copytree(tmp_path / "checkpoint-3", run.staging(5) / "checkpoints" / "checkpoint-3")
+
+    monkeypatch.setattr(
+        "srft.pipeline.stage_specs",
+        lambda: {**real, 5: dataclasses.replace(real[5], run=recorded)},
+    )
+    assert Pipeline(good_run.config, run.root).execute([5]).status == "passed"
+    metrics = read_json(run.manifest(5))["metrics"]
+    assert seen == [True]
+    assert (metrics["resumed_from_step"], metrics["steps"]) == (3, 6)

@@ -85,4 +85,5 @@ class StageSpec:
     run: Callable[[StageContext], StageResult]
     sections: tuple[str, ...]  # config sections that are inputs of the stage
     upstream: tuple[int, ...] = ()
+    # (effective config, every gate of the attempt, attempt) -> what to change, or None
     adjust: Callable[[SrftConfig, list[Gate], int], Adjustment | None] | None = None

@@ -45,6 +45,8 @@ def run(ctx: StageContext) -> StageResult:
     pairs_dir = ctx.upstream(2)
     train_pairs = read_pairs(pairs_dir / "pairs_train.jsonl").pairs
     val_pairs = read_pairs(pairs_dir / "pairs_val.jsonl").pairs
+    held_out = list(val_pairs)  # stage 2's: every iteration's RM is measured on these
+    reward_base = read_json(ctx.run.manifest(3))["metrics"]["base"]
 
     table_file = ctx.workdir / TABLE
     table: list[dict[str, Any]] = []
@@ -52,7 +54,7 @@ def run(ctx: StageContext) -> StageResult:
         table = read_json(table_file)["iterations"]
     if not table:
         policy_dir, reward_dir = _models(ctx, 0)
-        start = _measure(config, policy_dir, reward_dir, sft_dir, eval_prompts, judge, val_pairs)
+        start = _measure(config, policy_dir, reward_dir, sft_dir, eval_prompts, judge, held_out)
         table.append({"iteration": 0, "status": "start", **start})
         _write_table(table_file, table)
     for row in table[1:]:  # a resumed run: the pairs of the iterations already done
@@ -75,12 +77,12 @@ def run(ctx: StageContext) -> StageResult:
         write_pairs(folder / "pairs_train.jsonl", new_train)
         write_pairs(folder / "pairs_val.jsonl", new_val)
         train_pairs, val_pairs = train_pairs + new_train, val_pairs + new_val
-        reward_dir = _retrain_reward_model(config, reward_dir, train_pairs, val_pairs, folder)
+        reward_dir = _retrain_reward_model(config, reward_base, train_pairs, val_pairs, folder)
         policy_dir = _reinforce(ctx, config, policy_dir, reward_dir, sft_dir, folder, number)
         row = {
             "iteration": number,
             "new_pairs": len(new_train) + len(new_val),
-            **_measure(config, policy_dir, reward_dir, sft_dir, eval_prompts, judge, val_pairs),
+            **_measure(config, policy_dir, reward_dir, sft_dir, eval_prompts, judge, held_out),
         }
         verdict, reason = judge_iteration(config, current, row)
         row["status"], row["reason"] = verdict, reason
@@ -97,11 +99,6 @@ def run(ctx: StageContext) -> StageResult:
             stop_reason = reason
             break
 
-    kept = [row["iteration"] for row in table[1:] if row["status"] != "rolled_back"]
-    held_out = read_pairs(pairs_dir / "pairs_val.jsonl").pairs
-    for number in kept:
-        held_out += read_pairs(ctx.workdir / f"iteration_{number}" / "pairs_val.jsonl").pairs
-    write_pairs(ctx.workdir / "pairs_val.jsonl", held_out)
     policy_dir, reward_dir = _models(ctx, current["iteration"])
     _copy_model(Path(policy_dir), ctx.workdir / "model")
     _copy_model(Path(reward_dir), ctx.workdir / "reward_model")
@@ -124,11 +121,7 @@ def run(ctx: StageContext) -> StageResult:
     return StageResult(
         metrics=metrics,
         gates=gates,
-        artifacts={
-            "model": "model",
-            "reward_model": "reward_model",
-            "pairs_val": "pairs_val.jsonl",
-        },
+        artifacts={"model": "model", "reward_model": "reward_model"},
     )
 
 
@@ -186,12 +179,12 @@ def _on_policy_pairs(
     return pairs[:cut], pairs[cut:]
 
 
-def _retrain_reward_model(config, reward_dir, train, val, folder: Path) -> str:
-    tokenizer = load_tokenizer(reward_dir)
-    model = load_reward_model(reward_dir, tokenizer.pad_token_id)
-    settings = config.model_copy(deep=True)
-    settings.reward_training.max_epochs = config.iteration.reward_epochs
-    fit_reward_model(model, tokenizer, train, val, folder / "rm", settings)
+def _retrain_reward_model(config: SrftConfig, base: str, train, val, folder: Path) -> str:
+    """A reward model trained afresh from stage 3's starting point on old + new pairs, with the
+    reward_training settings (best epoch by validation accuracy)."""
+    tokenizer = load_tokenizer(base)
+    model = load_reward_model(base, tokenizer.pad_token_id)
+    fit_reward_model(model, tokenizer, train, val, folder / "rm", config)
     shutil.rmtree(folder / "rm" / "checkpoints", ignore_errors=True)
     return str(folder / "rm" / "model")
 
@@ -225,7 +218,7 @@ def _measure(
     config, policy_dir, reward_dir, sft_dir, prompts, judge, val_pairs
 ) -> dict[str, float]:
     """Score (judge, else RM reward), KL to SFT and entropy on held-out prompts; RM accuracy on
-    the validation pairs."""
+    stage 2's held-out pairs."""
     engine = build_engine(config, policy_dir, reward_dir, reference_dir=sft_dir, seed_offset=99)
     found = measure_policy(engine, prompts, judge)
     rm = engine.reward_fn

@@ -26,6 +26,7 @@ def run(ctx: StageContext) -> StageResult:
     start = latest_checkpoint(checkpoints) if ctx.resume else None
     engine = build_engine(config, str(ctx.upstream_model(1)), str(ctx.upstream_model(3)), start)
     judge = build_judge(config)
+    resumed_from = engine.steps_done
     outcome = train_policy(
         engine,
         prompts,
@@ -49,6 +50,7 @@ def run(ctx: StageContext) -> StageResult:
         "algorithm": rl.algorithm,
         "value_model": rl.value_model,
         "steps": outcome.steps,
+        "resumed_from_step": resumed_from,
         "episodes": outcome.steps * rl.batch_size,
         "rollbacks": outcome.rollbacks,
         "stopped_early": outcome.stopped_early,
