@@ -133,6 +133,11 @@ class AnnotationConfig(Section):
         None, description="JSONL rows {prompt, response, score} of human labels"
     )
     samples_per_prompt: int = Field(4, ge=2, description="Responses generated per prompt")
+    pairs_per_prompt: int = Field(
+        1,
+        ge=1,
+        description="Disjoint pairs per prompt: best vs worst, then second best vs second worst",
+    )
     temperature: float = Field(1.0, gt=0, description="Sampling temperature")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold")
     generation_batch_size: int = Field(512, ge=1, description="Prompts per generation batch")

@@ -40,3 +40,17 @@ def _line(key: str, value: Any, description: str | None) -> str:
     text = text.removesuffix("\n...").removesuffix("...").strip()
     comment = f"  # {description}" if description else ""
     return f"{key}: {text}{comment}"
+
+
+def config_table() -> str:
+    """The README's configuration table: every key with its default and description."""
+    config = SrftConfig()
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for name, field in SrftConfig.model_fields.items():
+        value = getattr(config, name)
+        if isinstance(value, BaseModel):
+            for key, sub in type(value).model_fields.items():
+                rows.append(f"| `{name}.{key}` | `{getattr(value, key)}` | {sub.description} |")
+        else:
+            rows.append(f"| `{name}` | `{value}` | {field.description} |")
+    return "\n".join(rows) + "\n"

@@ -5,7 +5,7 @@ import yaml
 
 from srft.config import SrftConfig, load_config, validate_config
 from srft.errors import ConfigError
-from srft.template import render_template
+from srft.template import config_table, render_template
 
 # Every key of the seed's srf_config.yaml, which `srft init` must keep with its name.
 SEED_TEMPLATE_KEYS = [
@@ -368,3 +368,8 @@ def test_template_of_a_changed_config_round_trips():
     )
     data = yaml.safe_load(render_template(config))
     assert validate_config(data) == config
+
+
+def test_readme_config_table_is_the_schema():
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    assert config_table() in readme

@@ -709,3 +709,38 @@ def test_interrupted_rl_resumes_from_its_last_checkpoint(good_run, monkeypatch, 
     metrics = read_json(run.manifest(5))["metrics"]
     assert seen == [True]
     assert (metrics["resumed_from_step"], metrics["steps"]) == (3, 6)
+
+
+def filler_lover(prompts: list[str], responses: list[str]) -> list[float]:
+    """A biased annotator: the more filler words, the better (the gold judge penalises them)."""
+    from srft.world.lexicon import FILLERS
+
+    return [min(1.0, sum(w in FILLERS for w in r.split()) / 2) for r in responses]
+
+
+@pytest.mark.slow
+def test_a_reward_model_that_rewards_filler_is_flagged_as_hacked(tmp_path):
+    threads = torch.get_num_threads()
+    config = load_config(
+        None,
+        [
+            *SMALL_WORLD,
+            "annotation.callable=tests.test_pipeline:filler_lover",
+            "rl_training.learning_rate=1e-4",
+            "rl_training.max_steps=15",
+            "rl_training.early_stop_on_kl=false",
+            "iteration.max_iterations=0",
+        ],
+    )
+    run = RunDir(tmp_path / "run")
+    try:
+        outcome = Pipeline(config, run.root).execute([1, 2, 3, 4, 5, 6, 7])
+    finally:
+        torch.set_num_threads(threads)
+    assert outcome.status == "passed"
+    metrics = read_json(run.stage(7) / "evaluation_report.json")["metrics"]
+    assert metrics["reward_gain"] > 0
+    assert metrics["judge_gain"] <= 0.01
+    assert metrics["reward_hacking"] is True
+    assert outcome.decision == "stop"
+    assert "Reward hacking check: FLAGGED" in run.report_md.read_text()

@@ -1,5 +1,5 @@
 """Preference pairs from a policy's own samples: several responses per prompt, annotated,
-best against worst."""
+best against worst, then the next ones inward."""
 
 from __future__ import annotations
 
@@ -15,22 +15,23 @@ from srft.models.generation import generate
 Scorer = Callable[[Sequence[str], Sequence[str]], list[float]]
 
 
-def best_versus_worst(
-    prompt: str, responses: Sequence[str], scores: Sequence[float]
-) -> PreferencePair | None:
-    """The pair (highest-scored, lowest-scored) among distinct non-empty responses to one prompt,
-    or None when fewer than two remain or their scores tie."""
+def ranked_pairs(
+    prompt: str, responses: Sequence[str], scores: Sequence[float], pairs: int = 1
+) -> list[PreferencePair]:
+    """Up to `pairs` disjoint pairs among the distinct non-empty responses to one prompt: best
+    against worst, then second best against second worst, ...; pairs whose scores tie are
+    left out."""
     scored: dict[str, float] = {}
     for response, score in zip(responses, scores, strict=True):
         if response.strip() and response not in scored:
             scored[response] = score
-    if len(scored) < 2:
-        return None
     ranked = sorted(scored.items(), key=lambda item: item[1])
-    (rejected, low), (chosen, high) = ranked[0], ranked[-1]
-    if high == low:
-        return None
-    return PreferencePair(prompt, chosen, rejected, high, low)
+    found = []
+    for i in range(min(pairs, len(ranked) // 2)):
+        (rejected, low), (chosen, high) = ranked[i], ranked[-1 - i]
+        if high > low:
+            found.append(PreferencePair(prompt, chosen, rejected, high, low))
+    return found
 
 
 @dataclass
@@ -49,7 +50,7 @@ def sample_pairs(
     seed: int,
 ) -> Candidates:
     """`annotation.samples_per_prompt` responses per prompt, scored by the annotator (clipped to
-    `data.score_scale`), and the best-versus-worst pair of each prompt."""
+    `data.score_scale`), and up to `annotation.pairs_per_prompt` ranked pairs of each prompt."""
     a = config.annotation
     samples = generate(
         policy,
@@ -71,7 +72,5 @@ def sample_pairs(
     pairs = []
     for i, prompt in enumerate(prompts):
         scores = [min(high, max(low, s)) for s in flat_scores[i * k : (i + 1) * k]]
-        pair = best_versus_worst(prompt, samples[i], scores)
-        if pair is not None:
-            pairs.append(pair)
+        pairs += ranked_pairs(prompt, samples[i], scores, a.pairs_per_prompt)
     return Candidates(pairs, flat_prompts, flat_responses)
