@@ -196,7 +196,7 @@ class RLTrainingConfig(Section):
     adaptive_kl_fraction: float = Field(
         0.5, gt=0, le=1, description="The adaptive controller's target as a share of kl_target"
     )
-    kl_horizon: int = Field(2000, ge=1, description="Episodes over which the KL controller adapts")
+    kl_horizon: int = Field(500, ge=1, description="Episodes over which the KL controller adapts")
     early_stop_on_kl: bool = Field(
         True,
         description="KL over kl_target: roll back to the last good checkpoint with half the "
@@ -285,9 +285,16 @@ class EvaluationConfig(Section):
 
 
 class IterationConfig(Section):
-    max_iterations: int = Field(2, ge=0, description="Rounds of new pairs, RM retraining and RL")
+    max_iterations: int = Field(3, ge=0, description="Rounds of new pairs, RM retraining and RL")
     prompts_per_iteration: int = Field(1000, ge=1, description="Prompts sampled for new pairs")
     rl_steps: int = Field(30, ge=1, description="RL rollout batches per iteration")
+    kl_fraction: float = Field(
+        0.85,
+        gt=0,
+        le=1,
+        description="The KL controller's target in iterations, as a share of kl_target "
+        "(stage 5 uses rl_training.adaptive_kl_fraction)",
+    )
     min_improvement: float = Field(
         0.01, ge=0, description="Judge-score gain below which the iterations have converged"
     )

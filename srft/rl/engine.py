@@ -1,9 +1,9 @@
 """The RL engine: rollouts scored by a frozen reward, KL-shaped rewards, GAE, and PPO or A2C
 updates of a policy with its value function, on accelerate.
 
-One `step` is: sample a response per prompt (KV cache), score it, compute the exact per-token
-KL to the frozen reference, shape the rewards, estimate advantages, and update the policy and
-value function (`ppo_epochs` passes of clipped PPO, or one A2C pass).
+One `step` is: sample a response per prompt (KV cache), score it, penalise each token by its
+log-ratio to the frozen reference (and measure the exact per-token KL), estimate advantages, and
+update the policy and value function (`ppo_epochs` passes of clipped PPO, or one A2C pass).
 """
 
 from __future__ import annotations
@@ -165,12 +165,14 @@ class RLEngine:
         else:
             values = model.critic_values(input_ids, attention_mask, positions)[:, -keep:-1]
         logprobs = token_logprobs(samples.logits, samples.response_ids) * mask
+        reference_logprobs = token_logprobs(reference_logits, samples.response_ids) * mask
         kl = exact_kl(samples.logits, reference_logits) * mask
         ent = entropy(samples.logits) * mask
 
         responses, sequences = self._decode(encoded, samples.response_ids, mask)
         scores = self.reward_fn(prompts, responses, sequences).to(device).float()
-        rewards = shaped_rewards(scores * s.reward_scale, kl, mask, self.kl_controller.coef)
+        log_ratio = logprobs - reference_logprobs
+        rewards = shaped_rewards(scores * s.reward_scale, log_ratio, mask, self.kl_controller.coef)
         advantages, returns = gae(rewards, values * mask, mask, s.gamma, s.lam)
         if s.whiten_advantages:
             advantages = masked_whiten(advantages, mask)

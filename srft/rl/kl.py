@@ -29,11 +29,17 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def shaped_rewards(
-    scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float
+    scores: torch.Tensor, log_ratio: torch.Tensor, mask: torch.Tensor, kl_coef: float
 ) -> torch.Tensor:
-    """Per-token rewards: -kl_coef * KL at every generated token, plus the sequence's score at
-    its last generated token. `scores` is (batch,), `kl` and `mask` (batch, tokens)."""
-    rewards = -kl_coef * kl * mask
+    """Per-token rewards: -kl_coef * log(pi(a_t) / ref(a_t)) at every generated token, plus the
+    sequence's score at its last generated token. `scores` is (batch,), `log_ratio` and `mask`
+    (batch, tokens).
+
+    The penalty is the sampled token's log-ratio, whose expectation over a_t is the exact KL at
+    s_t: credited to the action that was taken, its policy gradient is the KL's gradient. (The
+    exact KL of the state, a function of the state alone, would credit a_t with a cost it does
+    not cause and leave the distribution at s_t unpenalised.)"""
+    rewards = -kl_coef * log_ratio * mask
     last = (mask.sum(1).long() - 1).clamp(min=0)
     rewards[torch.arange(len(scores)), last] += scores
     return rewards
@@ -51,15 +57,20 @@ class FixedKLController:
 
 class AdaptiveKLController:
     """The KL coefficient moves toward a target KL (Ziegler et al. 2019):
-    error = clip(kl / target - 1, -0.2, 0.2); coef *= 1 + error * n_steps / horizon."""
+    error = clip(kl / target - 1, -0.2, 0.2); coef *= 1 + error * n_steps / horizon, never below
+    `floor` (by default the starting coefficient: while the policy is still close to the
+    reference the penalty would otherwise decay and then rise too late)."""
 
-    def __init__(self, coef: float, target: float, horizon: int) -> None:
+    def __init__(
+        self, coef: float, target: float, horizon: int, floor: float | None = None
+    ) -> None:
         self.coef = coef
         self.target = target
         self.horizon = horizon
+        self.floor = coef if floor is None else floor
 
     def update(self, kl_per_token_nats: float, n_steps: int) -> None:
         if not math.isfinite(kl_per_token_nats):
             return
         error = min(0.2, max(-0.2, kl_per_token_nats / self.target - 1))
-        self.coef *= 1 + error * n_steps / self.horizon
+        self.coef = max(self.floor, self.coef * (1 + error * n_steps / self.horizon))

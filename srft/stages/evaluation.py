@@ -122,13 +122,9 @@ def run(ctx: StageContext) -> StageResult:
 
 
 def _final_models(ctx: StageContext) -> tuple[str, str]:
-    """The final policy and the RM it was trained against: stage 6's when it ran, else stage
-    5's policy and stage 3's RM."""
-    iterations = ctx.run.manifest(6)
-    if iterations.exists() and read_json(iterations).get("status") == "done":
-        folder = ctx.upstream(6)
-        return str(folder / "model"), str(folder / "reward_model")
-    return str(ctx.upstream_model(5)), str(ctx.upstream_model(3))
+    """The final policy and the RM it was last trained against: stage 6's."""
+    folder = ctx.upstream(6)
+    return str(folder / "model"), str(folder / "reward_model")
 
 
 def _held_out_accuracy(ctx: StageContext, config: SrftConfig, reward_dir: str) -> float:
@@ -205,6 +201,6 @@ SPEC = StageSpec(
     name="evaluation",
     run=run,
     sections=("model", "data", "rl_training", "constraints", "compute", "evaluation", "gates"),
-    upstream=(1, 2, 3, 5),
+    upstream=(1, 2, 3, 5, 6),
     adjust=adjust_evaluation,
 )

@@ -78,10 +78,16 @@ def run(ctx: StageContext) -> StageResult:
         write_pairs(folder / "pairs_val.jsonl", new_val)
         train_pairs, val_pairs = train_pairs + new_train, val_pairs + new_val
         reward_dir = _retrain_reward_model(config, reward_base, train_pairs, val_pairs, folder)
-        policy_dir = _reinforce(ctx, config, policy_dir, reward_dir, sft_dir, folder, number)
+        kl_coef = current.get("kl_coef") or read_json(ctx.run.manifest(5))["metrics"].get(
+            "final_kl_coef", config.rl_training.kl_penalty
+        )
+        policy_dir, kl_coef = _reinforce(
+            ctx, config, policy_dir, reward_dir, sft_dir, folder, number, kl_coef
+        )
         row = {
             "iteration": number,
             "new_pairs": len(new_train) + len(new_val),
+            "kl_coef": kl_coef,
             **_measure(config, policy_dir, reward_dir, sft_dir, eval_prompts, judge, held_out),
         }
         verdict, reason = judge_iteration(config, current, row)
@@ -189,8 +195,18 @@ def _retrain_reward_model(config: SrftConfig, base: str, train, val, folder: Pat
     return str(folder / "rm" / "model")
 
 
-def _reinforce(ctx, config, policy_dir, reward_dir, sft_dir, folder: Path, number: int) -> str:
-    engine = build_engine(config, policy_dir, reward_dir, reference_dir=sft_dir, seed_offset=number)
+def _reinforce(
+    ctx, config, policy_dir, reward_dir, sft_dir, folder: Path, number: int, kl_coef: float
+) -> tuple[str, float]:
+    """RL from the current policy against the retrained RM, the KL still to the SFT policy; the
+    KL penalty carries on from where the previous round left it."""
+    # Iterations may spend more of the KL budget than stage 5 used.
+    settings = config.model_copy(deep=True)
+    settings.rl_training.adaptive_kl_fraction = config.iteration.kl_fraction
+    engine = build_engine(
+        settings, policy_dir, reward_dir, reference_dir=sft_dir, seed_offset=number
+    )
+    engine.kl_controller.coef = max(engine.kl_controller.coef, kl_coef)
     guard = GuardSettings(
         config.constraints.kl_target, config.rl_training.early_stop_on_kl, config.gates.max_retries
     )
@@ -211,7 +227,7 @@ def _reinforce(ctx, config, policy_dir, reward_dir, sft_dir, folder: Path, numbe
     engine.unwrapped.policy.save_pretrained(folder / "model")
     engine.tokenizer.save_pretrained(folder / "model")
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-    return str(folder / "model")
+    return str(folder / "model"), engine.kl_controller.coef
 
 
 def _measure(
@@ -219,7 +235,10 @@ def _measure(
 ) -> dict[str, float]:
     """Score (judge, else RM reward), KL to SFT and entropy on held-out prompts; RM accuracy on
     stage 2's held-out pairs."""
-    engine = build_engine(config, policy_dir, reward_dir, reference_dir=sft_dir, seed_offset=99)
+    # Iterations may spend more of the KL budget than stage 5 left used.
+    settings = config.model_copy(deep=True)
+    settings.rl_training.adaptive_kl_fraction = config.iteration.kl_fraction
+    engine = build_engine(settings, policy_dir, reward_dir, reference_dir=sft_dir, seed_offset=99)
     found = measure_policy(engine, prompts, judge)
     rm = engine.reward_fn
     lengths = (config.data.max_prompt_length, config.data.max_response_length)

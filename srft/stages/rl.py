@@ -51,6 +51,7 @@ def run(ctx: StageContext) -> StageResult:
         "value_model": rl.value_model,
         "steps": outcome.steps,
         "resumed_from_step": resumed_from,
+        "final_kl_coef": engine.kl_controller.coef,
         "episodes": outcome.steps * rl.batch_size,
         "rollbacks": outcome.rollbacks,
         "stopped_early": outcome.stopped_early,

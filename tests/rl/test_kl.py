@@ -31,7 +31,7 @@ def test_token_logprobs_pick_the_token():
 
 
 def test_shaped_rewards_put_the_score_on_the_last_generated_token():
-    # kl 0.1, 0.2, (pad); coef 0.5 -> -0.05, -0.1 + score 2.0, 0
+    # log-ratios 0.1, 0.2, (pad); coef 0.5 -> -0.05, -0.1 + score 2.0, 0
     rewards = shaped_rewards(
         torch.tensor([2.0]),
         torch.tensor([[0.1, 0.2, 0.3]]),
@@ -49,3 +49,9 @@ def test_adaptive_kl_controller_by_hand():
     # kl 0.09: error -0.1; 0.102 * (1 - 0.1 * 0.1) = 0.10098
     controller.update(0.09, n_steps=64)
     assert controller.coef == pytest.approx(0.10098)
+    # far under target: 0.10098 * (1 - 0.2 * 0.1) = 0.09896, held at the floor 0.1
+    controller.update(0.0, n_steps=64)
+    assert controller.coef == pytest.approx(0.1)
+    free = AdaptiveKLController(0.1, target=0.1, horizon=640, floor=0.0)
+    free.update(0.0, n_steps=64)
+    assert free.coef == pytest.approx(0.098)
