@@ -1,8 +1,9 @@
 """Stage 6, iterative training. Each iteration samples on-policy pairs from the current policy,
 annotates them, retrains the reward model on old + new pairs, and runs RL again from the current
 policy against the retrained RM (the KL stays measured to the SFT policy). An iteration whose
-score regresses, or whose KL or entropy leaves its bounds, is rolled back; the loop stops there,
-at convergence, or at `iteration.max_iterations`."""
+judge score falls, whose KL or entropy leaves its bounds, or whose RM drops under the accuracy
+target on stage 2's held-out pairs is rolled back; the loop stops there, at convergence (a gain
+under `iteration.min_improvement`), or at `iteration.max_iterations`."""
 
 from __future__ import annotations
 
@@ -78,11 +79,8 @@ def run(ctx: StageContext) -> StageResult:
         write_pairs(folder / "pairs_val.jsonl", new_val)
         train_pairs, val_pairs = train_pairs + new_train, val_pairs + new_val
         reward_dir = _retrain_reward_model(config, reward_base, train_pairs, val_pairs, folder)
-        kl_coef = current.get("kl_coef") or read_json(ctx.run.manifest(5))["metrics"].get(
-            "final_kl_coef", config.rl_training.kl_penalty
-        )
         policy_dir, kl_coef = _reinforce(
-            ctx, config, policy_dir, reward_dir, sft_dir, folder, number, kl_coef
+            ctx, config, policy_dir, reward_dir, sft_dir, folder, number
         )
         row = {
             "iteration": number,
@@ -196,17 +194,16 @@ def _retrain_reward_model(config: SrftConfig, base: str, train, val, folder: Pat
 
 
 def _reinforce(
-    ctx, config, policy_dir, reward_dir, sft_dir, folder: Path, number: int, kl_coef: float
+    ctx, config, policy_dir, reward_dir, sft_dir, folder: Path, number: int
 ) -> tuple[str, float]:
-    """RL from the current policy against the retrained RM, the KL still to the SFT policy; the
-    KL penalty carries on from where the previous round left it."""
+    """RL from the current policy against the retrained RM, the KL still to the SFT policy. The
+    KL penalty starts again from `kl_penalty`: a retrained RM has a reward scale of its own."""
     # Iterations may spend more of the KL budget than stage 5 used.
     settings = config.model_copy(deep=True)
     settings.rl_training.adaptive_kl_fraction = config.iteration.kl_fraction
     engine = build_engine(
         settings, policy_dir, reward_dir, reference_dir=sft_dir, seed_offset=number
     )
-    engine.kl_controller.coef = max(engine.kl_controller.coef, kl_coef)
     guard = GuardSettings(
         config.constraints.kl_target, config.rl_training.early_stop_on_kl, config.gates.max_retries
     )
