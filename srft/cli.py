@@ -110,7 +110,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the world and of training")] = 0,
     output_dir: Annotated[Path, typer.Option(help="Run directory")] = Path("outputs/demo"),
 ) -> None:
-    """Run every stage on the embedded world, then print the gate table."""
+    """Run all seven stages on the embedded world; print the gate table and the report's path."""
     _run(None, None, output_dir, seed, [])
 
 
@@ -129,6 +129,9 @@ def _run(config_path, stages_text, output_dir, seed, overrides: list[str]) -> No
     outcome = Pipeline(config).execute(stages)
     typer.echo(gates_table(outcome.gates))
     typer.echo(f"run directory: {outcome.run_dir}  (summary.json, decisions.jsonl, metrics.jsonl)")
+    typer.echo(f"report: {outcome.run_dir / 'report.md'}")
+    if outcome.decision:
+        typer.echo(f"decision: {outcome.decision}")
     raise typer.Exit(0 if outcome.status == "passed" else 1)
 
 

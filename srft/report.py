@@ -1,15 +1,20 @@
-"""report.md: the seed's stage-by-stage checklist filled in from the run's manifests, with the
-gate table, the iteration table and the decisions. A box is ticked only where the measured
-value holds; a box that cannot be measured says why."""
+"""report.md and report.html: the seed's stage-by-stage checklist filled in from the run's
+manifests, with the gate table, the iteration table and the decisions (and, in the HTML, the
+run's figures). A box is ticked only where the measured value holds; a box that cannot be
+measured says why."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
+
+from markdown_it import MarkdownIt
 
 from srft.artifacts import atomic_write_text, read_json, read_jsonl
 from srft.gates import Gate
 from srft.pipeline import collect_gates
+from srft.plots import figures
 from srft.run_dir import STAGE_FOLDERS, RunDir
 
 DEFINITIONS = """\
@@ -85,8 +90,34 @@ def write_report(run: RunDir) -> Path:
         "- every gate passed at the first attempt"
     ]
     lines += ["", "## Definitions", "", DEFINITIONS]
-    atomic_write_text(run.report_md, "\n".join(lines))
+    markdown = "\n".join(lines)
+    atomic_write_text(run.report_md, markdown)
+    rows = read_jsonl(run.metrics) if run.metrics.exists() else []
+    atomic_write_text(run.report_html, render_html(run.name, markdown, figures(rows, iterations)))
     return run.report_md
+
+
+def render_html(title: str, markdown: str, images: dict[str, str]) -> str:
+    """report.md as a standalone HTML page, with the run's figures after the checklists."""
+    body = MarkdownIt("commonmark").enable("table").render(markdown)
+    body = body.replace("<li>[x] ", "<li>&#9745; ").replace("<li>[ ] ", "<li>&#9744; ")
+    plots = "".join(
+        f"<h3>{html.escape(name)}</h3><img alt='{html.escape(name)}' src='{uri}'>"
+        for name, uri in images.items()
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>SRF report: {html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>{body}"
+        f"{'<h2>Figures</h2>' + plots if plots else ''}</body></html>\n"
+    )
+
+
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem}"
+    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2rem .5rem}"
+    "ul{list-style:none;padding-left:1rem}img{max-width:100%}"
+)
 
 
 def _box(ok: bool | None, text: str, why: str = "") -> str:

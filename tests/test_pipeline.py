@@ -1,4 +1,5 @@
 import dataclasses
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -744,3 +745,10 @@ def test_a_reward_model_that_rewards_filler_is_flagged_as_hacked(tmp_path):
     assert metrics["reward_hacking"] is True
     assert outcome.decision == "stop"
     assert "Reward hacking check: FLAGGED" in run.report_md.read_text()
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    path = atomic_write_text(tmp_path / "report.md", "hello")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -233,15 +233,13 @@ class RLEngine:
         sums: dict[str, float] = {}
         n_minibatches = 0
         micro = 0
-        self.model.train(False)
-        for _ in range(epochs):
+        for epoch in range(epochs):
             order = torch.randperm(size, generator=self.generator, device=self.generator.device)
             for start in range(0, size, s.mini_batch_size):
                 idx = order[start : start + s.mini_batch_size].to(batch.input_ids.device)
                 micro += 1
-                sync = micro % s.gradient_accumulation_steps == 0 or (
-                    start + s.mini_batch_size >= size and _ == epochs - 1
-                )
+                last = epoch == epochs - 1 and start + s.mini_batch_size >= size
+                sync = micro % s.gradient_accumulation_steps == 0 or last
                 stats = self._minibatch_step(batch, idx, positions, keep, sync)
                 for key, value in stats.items():
                     sums[key] = sums.get(key, 0.0) + value
@@ -273,8 +271,9 @@ class RLEngine:
                 mask,
                 s.value_clip_range if s.algorithm == "PPO" else None,
             )
-            mean_entropy = masked_mean(entropy(logits), mask)
-            loss = policy.loss + s.vf_coef * value_loss - s.entropy_bonus * mean_entropy
+            loss = policy.loss + s.vf_coef * value_loss
+            if s.entropy_bonus:
+                loss = loss - s.entropy_bonus * masked_mean(entropy(logits), mask)
             self.accelerator.backward(loss / s.gradient_accumulation_steps)
         if sync:
             if s.max_grad_norm is not None:
