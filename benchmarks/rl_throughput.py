@@ -92,6 +92,7 @@ def srft_worker(folder: Path, steps: int, value_model: str) -> float:
         ppo_epochs=PPO_EPOCHS,
         max_prompt_length=PROMPT_LENGTH,
         max_new_tokens=RESPONSE_LENGTH,
+        max_grad_norm=None,  # TRL's PPO loop steps without clipping gradients
     )
     engine = RLEngine(
         PolicyWithValue(policy, critic),

@@ -74,6 +74,22 @@ def score_texts(
     return score_sequences(model, sequences, tokenizer.pad_token_id, batch_size)
 
 
+def pairs_accuracy(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: list,
+    max_prompt: int,
+    max_response: int,
+) -> float:
+    """**reward accuracy** of `model` on preference pairs (objects with prompt, chosen,
+    rejected)."""
+    prompts = [p.prompt for p in pairs]
+    lengths = (max_prompt, max_response)
+    chosen = score_texts(model, tokenizer, prompts, [p.chosen for p in pairs], *lengths)
+    rejected = score_texts(model, tokenizer, prompts, [p.rejected for p in pairs], *lengths)
+    return pair_accuracy(chosen, rejected)
+
+
 class RewardModelFunction:
     """A frozen reward model as the RL reward: scores (prompt, response) pairs.
 

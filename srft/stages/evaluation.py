@@ -27,7 +27,7 @@ from srft.models.loading import (
     load_tokenizer,
     resolve_device,
 )
-from srft.models.reward import pair_accuracy, score_texts
+from srft.models.reward import pairs_accuracy
 from srft.rl.build import build_engine
 from srft.rl.measure import PolicySample, sample_policy
 from srft.stages.base import StageContext, StageResult, StageSpec
@@ -132,11 +132,8 @@ def _held_out_accuracy(ctx: StageContext, config: SrftConfig, reward_dir: str) -
     pairs = read_pairs(ctx.upstream(2) / "pairs_val.jsonl").pairs
     tokenizer = load_tokenizer(reward_dir)
     model = load_reward_model(reward_dir, tokenizer.pad_token_id)
-    prompts = [p.prompt for p in pairs]
     lengths = (config.data.max_prompt_length, config.data.max_response_length)
-    chosen = score_texts(model, tokenizer, prompts, [p.chosen for p in pairs], *lengths)
-    rejected = score_texts(model, tokenizer, prompts, [p.rejected for p in pairs], *lengths)
-    return pair_accuracy(chosen, rejected)
+    return pairs_accuracy(model, tokenizer, pairs, *lengths)
 
 
 def _interpretability(config: SrftConfig, samples: list[PolicySample]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from srft.models.loading import (
     load_tokenizer,
     resolve_device,
 )
-from srft.models.reward import pair_accuracy, score_texts
+from srft.models.reward import pairs_accuracy
 from srft.models.reward_trainer import fit_reward_model
 from srft.report import iteration_table
 from srft.rl.build import build_engine
@@ -238,16 +238,19 @@ def _measure(
     engine = build_engine(settings, policy_dir, reward_dir, reference_dir=sft_dir, seed_offset=99)
     found = measure_policy(engine, prompts, judge)
     rm = engine.reward_fn
-    lengths = (config.data.max_prompt_length, config.data.max_response_length)
-    p = [x.prompt for x in val_pairs]
-    chosen = score_texts(rm.model, rm.tokenizer, p, [x.chosen for x in val_pairs], *lengths)
-    rejected = score_texts(rm.model, rm.tokenizer, p, [x.rejected for x in val_pairs], *lengths)
+    accuracy = pairs_accuracy(
+        rm.model,
+        rm.tokenizer,
+        val_pairs,
+        config.data.max_prompt_length,
+        config.data.max_response_length,
+    )
     return {
         "score": found.get("judge_score", found["reward"]),
         "reward": found["reward"],
         "kl_per_token_nats": found["kl_per_token_nats"],
         "entropy_nats": found["entropy_nats"],
-        "reward_accuracy_val": pair_accuracy(chosen, rejected),
+        "reward_accuracy_val": accuracy,
     }
 
 
