@@ -752,3 +752,34 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+@pytest.mark.slow
+def test_a_learning_rate_far_too_large_trips_the_kl_guard_and_recovers(good_run, tmp_path):
+    restore(good_run)
+    run = RunDir(tmp_path / "run")
+    shutil.copytree(good_run.run.root, run.root)
+    config = load_config(
+        None,
+        [
+            *SMALL_WORLD,
+            "rl_training.learning_rate=0.05",
+            # The KL gate is enforced here; the tiny world's SFT policy is above the entropy band.
+            "gates.mode={reward_accuracy_train: warn, reward_accuracy_val: warn, "
+            "train_val_gap: warn, entropy: warn}",
+        ],
+    )
+    threads = torch.get_num_threads()
+    try:
+        outcome = Pipeline(config, run.root).execute([5])
+    finally:
+        torch.set_num_threads(threads)
+    rows = [r for r in read_jsonl(run.decisions) if r["stage"] == 5]
+    kinds = [r["decision"] for r in rows]
+    assert "rollback" in kinds
+    rollback = rows[kinds.index("rollback")]
+    assert rollback["numbers"]["kl_per_token_nats"] > 0.1
+    assert rollback["numbers"]["learning_rate"] == pytest.approx(0.025)
+    assert outcome.status == "passed"
+    gate = next(g for g in outcome.gates if g.name == "kl_divergence" and g.stage == 5)
+    assert gate.passed
