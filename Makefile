@@ -21,12 +21,12 @@ test: $(BIN)/.installed lint
 	$(BIN)/pytest -q
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check srft tests
-	$(BIN)/ruff format --check srft tests
+	$(BIN)/ruff check srft tests benchmarks
+	$(BIN)/ruff format --check srft tests benchmarks
 
 format: $(BIN)/.installed
-	$(BIN)/ruff format srft tests
-	$(BIN)/ruff check --fix srft tests
+	$(BIN)/ruff format srft tests benchmarks
+	$(BIN)/ruff check --fix srft tests benchmarks
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache
