@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from srft.data.hub import is_hub_id
 from srft.errors import ConfigError
 
 WORLD_MODEL = "srft:world"
@@ -365,6 +366,10 @@ INPUT_FILE_KEYS: tuple[str, ...] = (
 )
 
 
+#: keys that also take a `datasets` Hub id (`org/name` or `org/name:split`)
+HUB_DATASET_KEYS: tuple[str, ...] = ("data.train_file", "data.validation_file", "data.test_file")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> SrftConfig:
     """Read, override and validate a config; any fault raises ConfigError naming the key path."""
     raw: dict[str, Any] = {}
@@ -384,8 +389,11 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> SrftConfig:
         raise ConfigError(f"{source}: {_describe(err)}") from None
     for key in INPUT_FILE_KEYS:
         value = _get(config, key)
-        if value is not None and not Path(value).exists():
-            raise ConfigError(f"{source}: {key}: file not found: {value}")
+        if value is None or Path(value).exists():
+            continue
+        if key in HUB_DATASET_KEYS and is_hub_id(value):
+            continue  # a datasets Hub id, loaded when the stage runs
+        raise ConfigError(f"{source}: {key}: file not found: {value}")
     for name, file in config.evaluation.benchmarks.items():
         if not Path(file).exists():
             raise ConfigError(f"{source}: evaluation.benchmarks.{name}: file not found: {file}")

@@ -410,6 +410,8 @@ def _dotted(config: SrftConfig, key: str) -> Any:
 
 def _file_hash(path: str) -> str:
     target = Path(path)
+    if not target.exists():  # a Hub dataset id: its name is all there is to fingerprint
+        return "hub:" + path
     if target.is_dir():
         return "dir:" + str(target.resolve())
     digest = hashlib.sha256()

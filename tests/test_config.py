@@ -373,3 +373,12 @@ def test_template_of_a_changed_config_round_trips():
 def test_readme_config_table_is_the_schema():
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     assert config_table() in readme
+
+
+def test_pair_file_keys_take_hub_dataset_ids():
+    config = load_config(None, ["data.train_file=Anthropic/hh-rlhf", "data.test_file=org/set:test"])
+    assert config.data.train_file == "Anthropic/hh-rlhf"
+    with pytest.raises(ConfigError, match="data.train_file: file not found: missing/pairs.jsonl"):
+        load_config(None, ["data.train_file=missing/pairs.jsonl"])
+    with pytest.raises(ConfigError, match="data.sft_file: file not found: org/name"):
+        load_config(None, ["data.sft_file=org/name"])

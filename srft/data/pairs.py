@@ -1,14 +1,13 @@
-"""Reading and writing preference-pair files (JSON Lines).
+"""Reading and writing preference-pair files.
 
 One JSON object per line: `{"prompt": str, "chosen": str, "rejected": str}`, optionally with
 numeric `score_chosen` and `score_rejected` (both or neither, on the annotator's scale). Other
 keys are ignored and blank lines are skipped. A UTF-8 byte-order mark and CRLF line endings are
-accepted.
+accepted. Parquet files and `datasets` Hub ids are read too.
 
-Reading happens in two steps so that other row shapes (HH-RLHF dialogues, UltraFeedback message
-lists) can be added as one more conversion function: `_decode_lines` turns the file into
-`(line number, raw dict)`, and a row converter such as `pair_from_row` turns one raw dict into a
-`PreferencePair` or the reason it cannot.
+Reading happens in three steps: `row_source` turns the file (or dataset) into `(line number,
+raw dict)`, `flatten_row` brings HH-RLHF dialogues and message lists to the flat shape, and
+`pair_from_row` turns one flat row into a `PreferencePair` or the reason it cannot.
 
 Every fault is reported as a `DataError` with one line of text, `"{path}:{line}: {fault}"` for a
 row or `"{path}: {fault}"` for the whole file.
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from srft.artifacts import atomic_write_jsonl
+from srft.data.hub import is_hub_id
+from srft.data.pair_formats import flatten_row
 from srft.errors import DataError
 
 TEXT_FIELDS = ("prompt", "chosen", "rejected")
@@ -85,8 +86,11 @@ def read_pairs(
     *,
     score_scale: tuple[float, float] | None = None,
     on_invalid: str = "error",
+    split: str = "train",
 ) -> PairFile:
-    """Read and validate a preference-pair JSONL file.
+    """Read and validate preference pairs from a JSONL or parquet file, or a `datasets` Hub id
+    (`org/name`, or `org/name:split`; `split` otherwise). Rows may be srft's flat rows, HH-RLHF
+    dialogues or message lists (see `srft.data.pair_formats`).
 
     `score_scale` is the (min, max) the scores must lie in; None accepts any finite score.
     `on_invalid="error"` raises `DataError` at the first bad row; `"drop"` leaves bad rows out
@@ -96,10 +100,11 @@ def read_pairs(
     if on_invalid not in ON_INVALID_CHOICES:
         raise ValueError(f"on_invalid must be one of {ON_INVALID_CHOICES}, got {on_invalid!r}")
     path = Path(path)
-    data = _read_bytes(path)
     pairs: list[PreferencePair] = []
     dropped: list[InvalidRow] = []
-    for line, parsed in _decode_lines(data):
+    for line, parsed in row_source(str(path), split):
+        if isinstance(parsed, dict):
+            parsed = flatten_row(parsed)
         result = parsed if isinstance(parsed, str) else pair_from_row(parsed, score_scale)
         if isinstance(result, PreferencePair):
             pairs.append(result)
@@ -146,6 +151,42 @@ def pair_from_row(
     return PreferencePair(
         row["prompt"], row["chosen"], row["rejected"], score_chosen, score_rejected
     )
+
+
+def row_source(source: str, split: str = "train") -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line or row number, raw row or fault) of a JSONL file, a parquet file or a Hub id."""
+    path = Path(source)
+    if not path.exists() and is_hub_id(source):
+        yield from _hub_rows(source, split)
+    elif path.suffix == ".parquet" and path.is_file():
+        yield from _parquet_rows(path)
+    else:
+        yield from _decode_lines(_read_bytes(path))
+
+
+def _hub_rows(source: str, split: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    name, _, named_split = source.partition(":")
+    try:
+        import datasets
+
+        dataset = datasets.load_dataset(name, split=named_split or split)
+    except Exception as err:  # the datasets library raises many kinds; all mean "not loadable"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(
+            f"{source}: cannot load the dataset from the Hugging Face Hub ({first})"
+        ) from None
+    for number, row in enumerate(dataset, start=1):
+        yield number, dict(row)
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # pyarrow's errors for a corrupt or foreign file vary
+        raise DataError(f"{path}: not a readable parquet file ({err})") from None
+    yield from enumerate(table.to_pylist(), start=1)
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -155,7 +155,7 @@ def _import_pairs(
     dropped = len(train.dropped)
     val = None
     if config.data.validation_file:
-        val_file = read_pairs(config.data.validation_file, **kwargs)
+        val_file = read_pairs(config.data.validation_file, split="test", **kwargs)
         val = val_file.pairs
         dropped += len(val_file.dropped)
     return train.pairs, val, dropped
@@ -170,7 +170,8 @@ def _evaluation_texts(config: SrftConfig) -> list[str]:
     if config.data.eval_prompts_file:
         texts += [r["prompt"] for r in read_prompt_rows(config.data.eval_prompts_file, ("prompt",))]
     if config.data.test_file:
-        for pair in read_pairs(config.data.test_file, score_scale=config.data.score_scale).pairs:
+        test = read_pairs(config.data.test_file, score_scale=config.data.score_scale, split="test")
+        for pair in test.pairs:
             texts += [pair.prompt, pair.chosen, pair.rejected]
     return texts
 
