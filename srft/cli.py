@@ -182,6 +182,35 @@ def gates(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> N
     raise typer.Exit(1 if not found or any(g.blocking for g in found) else 0)
 
 
+@app.command("evaluate-rm")
+def evaluate_rm(
+    model_dir: Annotated[str, typer.Argument(help="Reward model: a local directory or Hub id")],
+    pairs_file: Annotated[str, typer.Argument(help="Pairs: JSONL, parquet or a Hub dataset id")],
+    max_prompt_length: Annotated[int, typer.Option(help="Prompt tokens kept")] = 256,
+    max_response_length: Annotated[int, typer.Option(help="Response tokens kept")] = 256,
+    score_scale: Annotated[
+        tuple[float, float] | None, typer.Option(help="MIN MAX of the pairs' scores")
+    ] = None,
+    drop_invalid: Annotated[
+        bool, typer.Option(help="Skip invalid rows instead of stopping")
+    ] = False,
+) -> None:
+    """Score a pair file with any reward model; print one JSON object (accuracy, n,
+    mean_margin, length_correlation)."""
+    _setup_logging()
+    from srft.evaluation.reward_model import evaluate_reward_model
+
+    result = evaluate_reward_model(
+        model_dir,
+        pairs_file,
+        max_prompt_length=max_prompt_length,
+        max_response_length=max_response_length,
+        score_scale=score_scale,
+        on_invalid="drop" if drop_invalid else "error",
+    )
+    typer.echo(json.dumps(result))
+
+
 def _existing_run(run_dir: Path):
     from srft.run_dir import RunDir
 

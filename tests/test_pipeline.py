@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -783,3 +784,36 @@ def test_a_learning_rate_far_too_large_trips_the_kl_guard_and_recovers(good_run,
     assert outcome.status == "passed"
     gate = next(g for g in outcome.gates if g.name == "kl_divergence" and g.stage == 5)
     assert gate.passed
+
+
+@pytest.mark.slow
+def test_evaluate_rm_prints_one_json_object(good_run):
+    from typer.testing import CliRunner
+
+    from srft.cli import app
+
+    restore(good_run)
+    run = good_run.run
+    pairs = str(run.stage(2) / "pairs_val.jsonl")
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate-rm",
+            str(run.model(3)),
+            pairs,
+            "--max-prompt-length",
+            str(good_run.config.data.max_prompt_length),
+            "--max-response-length",
+            str(good_run.config.data.max_response_length),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output.strip().splitlines()[-1])
+    assert list(found) == ["accuracy", "n", "mean_margin", "length_correlation"]
+    stage4 = read_json(run.manifest(4))["metrics"]
+    assert found["accuracy"] == pytest.approx(stage4["reward_accuracy_val"])
+    assert found["n"] == stage4["held_out_pairs"]
+
+    untrained = CliRunner().invoke(app, ["evaluate-rm", str(run.model(1)), pairs])
+    assert isinstance(untrained.exception, SrftError)
+    assert "not a trained reward model" in str(untrained.exception)

@@ -48,11 +48,26 @@ def load_policy(name: str, device: torch.device | None = None) -> PreTrainedMode
     return model.to(device) if device is not None else model
 
 
-def load_reward_model(name: str, pad_token_id: int | None, device: torch.device | None = None):
-    """A sequence-classification model with one output: the scalar reward."""
-    model = _load(
-        AutoModelForSequenceClassification.from_pretrained, name, "reward model", num_labels=1
+def load_reward_model(
+    name: str,
+    pad_token_id: int | None,
+    device: torch.device | None = None,
+    trained: bool = False,
+):
+    """A sequence-classification model with one output: the scalar reward. With `trained`, the
+    checkpoint must carry its score head (a freshly initialised head scores at random)."""
+    model, info = _load(
+        AutoModelForSequenceClassification.from_pretrained,
+        name,
+        "reward model",
+        num_labels=1,
+        output_loading_info=True,
     )
+    if trained and info.get("missing_keys"):
+        missing = ", ".join(sorted(info["missing_keys"])[:3])
+        raise SrftError(
+            f"{name}: not a trained reward model: the checkpoint has no score head ({missing})"
+        )
     if model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id
     return model.to(device) if device is not None else model

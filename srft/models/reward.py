@@ -26,7 +26,15 @@ def pair_accuracy(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> float:
 def encode_pair_text(
     tokenizer, prompt: str, response: str, max_prompt: int, max_response: int
 ) -> list[int]:
-    """Token ids of prompt + response + EOS, the sequence a reward model scores."""
+    """Token ids of the sequence a reward model scores: prompt + response + EOS for a causal
+    LM's tokenizer; for an encoder's (no EOS, a separator: BERT, MiniLM) the sequence pair
+    `[CLS] prompt [SEP] response [SEP]`. Prompts are cut from the left, responses from the right."""
+    if tokenizer.eos_token_id is None and tokenizer.sep_token_id is not None:
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"][-max_prompt:]
+        response_ids = tokenizer(response, add_special_tokens=False)["input_ids"][:max_response]
+        cls = [tokenizer.cls_token_id] if tokenizer.cls_token_id is not None else []
+        sep = [tokenizer.sep_token_id]
+        return cls + prompt_ids + sep + response_ids + sep
     return encode_prompt(tokenizer, prompt, max_prompt) + encode_completion(
         tokenizer, response, max_response
     )
@@ -47,15 +55,18 @@ def pad_batch(sequences: list[list[int]], pad_token_id: int) -> dict[str, torch.
 def score_sequences(
     model: PreTrainedModel, sequences: list[list[int]], pad_token_id: int, batch_size: int = 256
 ) -> torch.Tensor:
-    """Scalar rewards of token sequences, in batches; returned on the CPU."""
+    """Scalar rewards of token sequences, in the given order, returned on the CPU. Batches group
+    sequences of similar length so that little compute goes to padding."""
     model.eval()
     device = next(model.parameters()).device
-    rewards = []
-    for start in range(0, len(sequences), batch_size):
-        batch = pad_batch(sequences[start : start + batch_size], pad_token_id)
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    rewards = torch.empty(len(sequences))
+    for start in range(0, len(order), batch_size):
+        chosen = order[start : start + batch_size]
+        batch = pad_batch([sequences[i] for i in chosen], pad_token_id)
         logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-        rewards.append(logits[:, 0].float().cpu())
-    return torch.cat(rewards) if rewards else torch.empty(0)
+        rewards[chosen] = logits[:, 0].float().cpu()
+    return rewards
 
 
 def score_texts(

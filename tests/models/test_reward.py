@@ -158,3 +158,44 @@ def test_score_sequences_does_not_depend_on_batching():
 
 def test_score_sequences_of_nothing():
     assert score_sequences(tiny_reward_model(), [], pad_token_id=0).numel() == 0
+
+
+def test_an_encoder_scores_the_sequence_pair():
+    # A BERT-style tokenizer has no EOS but a separator: [CLS] prompt [SEP] response [SEP], the
+    # prompt cut from the left and the response from the right.
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b", "c", "x", "y", "z"]
+    wordpiece = Tokenizer(models.WordPiece({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=wordpiece,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+    )
+    assert tokenizer.eos_token_id is None
+    ids = encode_pair_text(tokenizer, "a b c", "x y z", max_prompt=2, max_response=2)
+    assert tokenizer.convert_ids_to_tokens(ids) == ["[CLS]", "b", "c", "[SEP]", "x", "y", "[SEP]"]
+
+
+def test_scores_come_back_in_the_given_order_whatever_the_batching():
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForSequenceClassification(config)
+    sequences = [[5, 6, 7, 8, 9], [5], [7, 8], [9, 9, 9, 9], [6, 7, 8]]
+    alone = torch.cat([score_sequences(model, [s], tokenizer.pad_token_id) for s in sequences])
+    batched = score_sequences(model, sequences, tokenizer.pad_token_id, batch_size=2)
+    assert torch.allclose(alone, batched, atol=1e-5)
