@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch's CPU build where no NVIDIA GPU is present; the default (CUDA) build otherwise.
 TORCH := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format docs clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ lint: $(BIN)/.installed
 format: $(BIN)/.installed
 	$(BIN)/ruff format srft tests benchmarks
 	$(BIN)/ruff check --fix srft tests benchmarks
+
+# The README's configuration table, regenerated from the schema.
+docs: $(BIN)/.installed
+	$(BIN)/python -c "from pathlib import Path; from srft.template import config_table; \
+	p = Path('README.md'); s = p.read_text(); i = s.index('| key | default | meaning |'); \
+	p.write_text(s[:i] + config_table())"
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -273,12 +273,18 @@ class EvaluationConfig(Section):
     )
     benchmarks: dict[str, str] = Field(
         default_factory=dict,
-        description="Benchmark name -> JSONL file of {prompt, answer}; the world's by default",
+        description="Benchmark name -> file or Hub id of {prompt, answer}, GSM8K, MMLU or "
+        "HumanEval rows; the world's by default",
     )
     judge_criteria: str | None = Field(
         "srft.world.judge:criteria_scores",
         description="'module:function' giving each response's per-criterion judge scores "
         "(dicts), for reward interpretability",
+    )
+    execute_code: bool = Field(
+        False,
+        description="Run model-written code for code benchmarks (HumanEval), in a sandboxed "
+        "subprocess with no network, resource limits and a timeout",
     )
     win_rate_samples: int = Field(
         4, ge=1, description="Responses per held-out prompt and policy compared by the judge"
@@ -395,7 +401,7 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> SrftConfig:
             continue  # a datasets Hub id, loaded when the stage runs
         raise ConfigError(f"{source}: {key}: file not found: {value}")
     for name, file in config.evaluation.benchmarks.items():
-        if not Path(file).exists():
+        if not Path(file).exists() and not is_hub_id(file):
             raise ConfigError(f"{source}: evaluation.benchmarks.{name}: file not found: {file}")
     return config
 

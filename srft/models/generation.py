@@ -22,8 +22,10 @@ def generate(
     top_p: float = 1.0,
     batch_size: int = 256,
     seed: int = 0,
+    strip: bool = True,
 ) -> list[list[str]]:
-    """`samples_per_prompt` responses for each prompt, decoded without special tokens."""
+    """`samples_per_prompt` responses for each prompt, decoded without special tokens (and
+    stripped of surrounding whitespace unless `strip` is False, as code needs its indent)."""
     model.eval()
     device = next(model.parameters()).device
     generator_state = torch.random.get_rng_state()
@@ -56,7 +58,7 @@ def generate(
                 use_cache=True,
             )
             texts = tokenizer.batch_decode(sampled[:, width:], skip_special_tokens=True)
-            texts = [t.strip() for t in texts]
+            texts = [t.strip() for t in texts] if strip else texts
             for i in range(len(chunk)):
                 out.append(texts[i * samples_per_prompt : (i + 1) * samples_per_prompt])
     finally:

@@ -51,6 +51,7 @@ def run(ctx: StageContext) -> StageResult:
         config.evaluation.benchmarks,
         config.data.max_prompt_length,
         config.data.max_response_length,
+        execute_code=config.evaluation.execute_code,
     )
     del final_policy
     baseline = read_json(ctx.run.manifest(1))["metrics"].get("baseline", {})

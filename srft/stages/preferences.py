@@ -18,6 +18,7 @@ from srft.data.prompts import training_prompts
 from srft.data.quality import preference_gap
 from srft.data.sft import read_prompt_rows
 from srft.decisions import more_candidates
+from srft.evaluation.benchmarks import benchmark_texts
 from srft.gates import Gate
 from srft.models.loading import apply_threads, load_policy, load_tokenizer, resolve_device
 from srft.stages.base import StageContext, StageResult, StageSpec
@@ -163,10 +164,8 @@ def _import_pairs(
 
 def _evaluation_texts(config: SrftConfig) -> list[str]:
     texts: list[str] = []
-    for file in config.evaluation.benchmarks.values():
-        texts += [
-            f"{r['prompt']} {r['answer']}" for r in read_prompt_rows(file, ("prompt", "answer"))
-        ]
+    for source in config.evaluation.benchmarks.values():
+        texts += benchmark_texts(source)
     if config.data.eval_prompts_file:
         texts += [r["prompt"] for r in read_prompt_rows(config.data.eval_prompts_file, ("prompt",))]
     if config.data.test_file:

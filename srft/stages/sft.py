@@ -76,6 +76,7 @@ def run(ctx: StageContext) -> StageResult:
         config.evaluation.benchmarks,
         config.data.max_prompt_length,
         config.data.max_response_length,
+        execute_code=config.evaluation.execute_code,
     )
     ctx.tracker.log({f"baseline_{name}": score for name, score in baseline.items()})
     metrics = {

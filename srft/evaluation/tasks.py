@@ -1,0 +1,191 @@
+"""Benchmark kinds: each is data (JSONL rows of a known shape) plus a scorer, told apart by the
+rows' fields.
+
+- `exact_match`: `{"prompt", "answer"}`, greedy output equal to the answer (the world's tasks).
+- `gsm8k`: `{"question", "answer"}` with the final answer after `####`; greedy output, the last
+  number in it compared with the final answer.
+- `mmlu`: `{"question", "choices": [4], "answer": 0-3}`; the choice whose letter is most likely
+  after the question (log-likelihood, no generation).
+- `humaneval`: `{"task_id", "prompt", "test", "entry_point"}`; pass@1 of the greedy completion,
+  run in the sandbox only when `execute_code` is on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from srft.data.sft import encode_prompt
+from srft.evaluation.sandbox import run_program
+from srft.models.generation import generate
+from srft.models.reward import pad_batch
+
+LETTERS = "ABCD"
+CODE_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+@dataclass(frozen=True)
+class Settings:
+    max_prompt_length: int
+    max_new_tokens: int
+    execute_code: bool = False
+
+
+Scorer = Callable[[PreTrainedModel, PreTrainedTokenizerBase, list[dict[str, Any]], Settings], float]
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    fields: tuple[str, ...]
+    score: Scorer
+    text: Callable[[dict[str, Any]], str]  # an item as text, for decontamination
+
+
+def kind_of(row: dict[str, Any]) -> Kind | None:
+    """The benchmark kind whose fields a row has (the most specific first), or None."""
+    for kind in KINDS:
+        if all(name in row for name in kind.fields):
+            return kind
+    return None
+
+
+def exact_match(predictions: list[str], answers: list[str]) -> float:
+    """Fraction of predictions equal to their answer after stripping whitespace."""
+    if not answers:
+        return 0.0
+    hits = sum(p.strip() == a.strip() for p, a in zip(predictions, answers, strict=True))
+    return hits / len(answers)
+
+
+def final_number(text: str) -> float | None:
+    """The last number in `text` (commas as thousands separators), or None."""
+    found = _NUMBER.findall(text)
+    if not found:
+        return None
+    try:
+        return float(found[-1].replace(",", ""))
+    except ValueError:
+        return None
+
+
+def gsm8k_answer(answer: str) -> float | None:
+    """GSM8K's final answer: the number after '####'."""
+    _, _, final = answer.rpartition("####")
+    return final_number(final)
+
+
+def cut_completion(text: str) -> str:
+    """A code completion up to the first line that leaves the function body."""
+    cut = min((i for stop in CODE_STOPS if (i := text.find(stop)) >= 0), default=len(text))
+    return text[:cut]
+
+
+def _greedy(model, tokenizer, prompts: list[str], settings: Settings, strip: bool = True):
+    outputs = generate(
+        model,
+        tokenizer,
+        prompts,
+        max_prompt_length=settings.max_prompt_length,
+        max_new_tokens=settings.max_new_tokens,
+        greedy=True,
+        strip=strip,
+    )
+    return [o[0] for o in outputs]
+
+
+def _score_exact(model, tokenizer, items, settings) -> float:
+    outputs = _greedy(model, tokenizer, [i["prompt"] for i in items], settings)
+    return exact_match(outputs, [i["answer"] for i in items])
+
+
+def gsm8k_prompt(question: str) -> str:
+    return f"Question: {question}\nAnswer:"
+
+
+def _score_gsm8k(model, tokenizer, items, settings) -> float:
+    outputs = _greedy(model, tokenizer, [gsm8k_prompt(i["question"]) for i in items], settings)
+    hits = 0
+    for output, item in zip(outputs, items, strict=True):
+        got, want = final_number(output), gsm8k_answer(item["answer"])
+        hits += got is not None and want is not None and abs(got - want) < 1e-6
+    return hits / len(items)
+
+
+def mmlu_prompt(item: dict[str, Any]) -> str:
+    options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(item["choices"]))
+    return f"{item['question']}\n{options}\nAnswer:"
+
+
+@torch.no_grad()
+def continuation_logprobs(
+    model, tokenizer, context: str, continuations: list[str], max_prompt_length: int
+) -> list[float]:
+    """Sum of log-probabilities of each continuation's tokens after `context`."""
+    model.eval()
+    device = next(model.parameters()).device
+    prefix = encode_prompt(tokenizer, context, max_prompt_length)
+    tails = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    batch = pad_batch([prefix + tail for tail in tails], pad)
+    logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
+    logp = torch.log_softmax(logits, dim=-1)
+    scores = []
+    for row, tail in enumerate(tails):
+        start = len(prefix)
+        positions = torch.arange(start - 1, start - 1 + len(tail), device=device)
+        tokens = torch.tensor(tail, device=device)
+        scores.append(logp[row, positions, tokens].sum().item())
+    return scores
+
+
+def _score_mmlu(model, tokenizer, items, settings) -> float:
+    hits = 0
+    for item in items:
+        letters = [f" {LETTERS[i]}" for i in range(len(item["choices"]))]
+        scores = continuation_logprobs(
+            model, tokenizer, mmlu_prompt(item), letters, settings.max_prompt_length
+        )
+        hits += int(max(range(len(scores)), key=scores.__getitem__) == int(item["answer"]))
+    return hits / len(items)
+
+
+def humaneval_program(item: dict[str, Any], completion: str) -> str:
+    return f"{item['prompt']}{completion}\n\n{item['test']}\n\ncheck({item['entry_point']})\n"
+
+
+def _score_humaneval(model, tokenizer, items, settings) -> float:
+    if not settings.execute_code:
+        return float("nan")  # reported as not run: running model code needs the opt-in
+    outputs = _greedy(model, tokenizer, [i["prompt"] for i in items], settings, strip=False)
+    passed = sum(
+        run_program(humaneval_program(item, cut_completion(output))).passed
+        for item, output in zip(items, outputs, strict=True)
+    )
+    return passed / len(items)
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind(
+        "humaneval",
+        ("task_id", "prompt", "test", "entry_point"),
+        _score_humaneval,
+        lambda i: f"{i['prompt']} {i.get('canonical_solution', '')}",
+    ),
+    Kind(
+        "mmlu",
+        ("question", "choices", "answer"),
+        _score_mmlu,
+        lambda i: f"{i['question']} {' '.join(map(str, i['choices']))}",
+    ),
+    Kind("gsm8k", ("question", "answer"), _score_gsm8k, lambda i: f"{i['question']} {i['answer']}"),
+    Kind(
+        "exact_match", ("prompt", "answer"), _score_exact, lambda i: f"{i['prompt']} {i['answer']}"
+    ),
+)

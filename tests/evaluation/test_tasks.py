@@ -1,0 +1,115 @@
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+import srft.evaluation.tasks as tasks
+from srft.errors import DataError
+from srft.evaluation.benchmarks import benchmark_texts, read_benchmark, run_benchmarks
+from srft.evaluation.tasks import (
+    Settings,
+    continuation_logprobs,
+    cut_completion,
+    final_number,
+    gsm8k_answer,
+)
+from srft.world.tokenizer import build_tokenizer
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+needs_shared = pytest.mark.skipif(not DATA.exists(), reason="shared/data is not beside the repo")
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("She makes 9 * 2 = $18 every day. The answer is 18.", 18.0),
+        ("total: 1,234 apples", 1234.0),
+        ("It is -3.5 degrees", -3.5),
+        ("no digits here", None),
+    ],
+)
+def test_final_number(text, number):
+    assert final_number(text) == number
+
+
+def test_gsm8k_answer_is_after_the_hashes():
+    assert gsm8k_answer("Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 eggs.\n#### 1,018") == 1018.0
+
+
+def test_a_code_completion_stops_where_the_function_ends():
+    text = "    return a + b\n\n\ndef unrelated():\n    pass\n"
+    assert cut_completion(text) == "    return a + b\n\n"
+    assert cut_completion("    return 1\n") == "    return 1\n"
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    ("path", "kind", "count"),
+    [
+        ("gsm8k/test_100.jsonl", "gsm8k", 100),
+        ("mmlu/dev_sample.jsonl", "mmlu", 100),
+        ("humaneval/humaneval_first40.jsonl", "humaneval", 40),
+    ],
+)
+def test_benchmark_kinds_are_told_by_their_fields(path, kind, count):
+    found, items = read_benchmark(str(DATA / path))
+    assert (found.name, len(items)) == (kind, count)
+    assert len(benchmark_texts(str(DATA / path))) == count
+
+
+def test_a_row_of_no_known_kind_is_named(tmp_path):
+    path = tmp_path / "bench.jsonl"
+    path.write_text('{"prompt": "p", "answer": "a"}\n{"q": 1}\n')
+    with pytest.raises(DataError, match=r"bench.jsonl:2: not a benchmark row \(fields: q\)"):
+        read_benchmark(str(path))
+
+
+def test_gsm8k_scores_the_final_number(monkeypatch, tmp_path):
+    path = tmp_path / "gsm8k.jsonl"
+    path.write_text(
+        '{"question": "2+2?", "answer": "2+2=4\\n#### 4"}\n'
+        '{"question": "3*3?", "answer": "#### 9"}\n'
+    )
+    outputs = {"Question: 2+2?\nAnswer:": "so it is 4.", "Question: 3*3?\nAnswer:": "6"}
+    monkeypatch.setattr(
+        tasks, "generate", lambda model, tok, prompts, **kw: [[outputs[p]] for p in prompts]
+    )
+    assert run_benchmarks(None, None, {"gsm8k": str(path)}, 64, 16) == {"gsm8k": 0.5}
+
+
+def test_humaneval_is_left_out_without_the_opt_in(tmp_path):
+    path = tmp_path / "he.jsonl"
+    path.write_text('{"task_id": "t", "prompt": "def f():\\n", "test": "", "entry_point": "f"}\n')
+    assert run_benchmarks(None, None, {"humaneval": str(path)}, 64, 16) == {}
+
+
+def test_continuation_logprobs_sum_the_tokens_log_probabilities():
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        )
+    )
+    context, continuation = "kim says", " apple pear"
+    got = continuation_logprobs(model, tokenizer, context, [continuation, " drum"], 16)
+    prefix = tokenizer(context)["input_ids"]
+    tail = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+    logits = model(input_ids=torch.tensor([prefix + tail])).logits[0]
+    logp = torch.log_softmax(logits, -1)
+    expected = sum(logp[len(prefix) - 1 + i, t].item() for i, t in enumerate(tail))
+    assert got[0] == pytest.approx(expected, abs=1e-5)
+    assert math.isfinite(got[1])
+
+
+def test_mmlu_picks_the_most_likely_letter(monkeypatch):
+    items = [{"question": "q", "choices": ["w", "x", "y", "z"], "answer": 2}] * 2
+    monkeypatch.setattr(tasks, "continuation_logprobs", lambda *a: [-3.0, -2.0, -0.5, -1.0])
+    assert tasks._score_mmlu(None, None, items, Settings(64, 16)) == 1.0
