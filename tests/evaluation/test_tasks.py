@@ -3,7 +3,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 import srft.evaluation.tasks as tasks
 from srft.errors import DataError
@@ -15,6 +14,7 @@ from srft.evaluation.tasks import (
     final_number,
     gsm8k_answer,
 )
+from srft.world.model import build_base_model
 from srft.world.tokenizer import build_tokenizer
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -86,18 +86,8 @@ def test_humaneval_is_left_out_without_the_opt_in(tmp_path):
 
 
 def test_continuation_logprobs_sum_the_tokens_log_probabilities():
-    torch.manual_seed(0)
     tokenizer = build_tokenizer()
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-        )
-    )
+    model = build_base_model(tokenizer, hidden_size=16, num_layers=1, num_heads=2)
     context, continuation = "kim says", " apple pear"
     got = continuation_logprobs(model, tokenizer, context, [continuation, " drum"], 16)
     prefix = tokenizer(context)["input_ids"]

@@ -179,23 +179,3 @@ def test_an_encoder_scores_the_sequence_pair():
     assert tokenizer.eos_token_id is None
     ids = encode_pair_text(tokenizer, "a b c", "x y z", max_prompt=2, max_response=2)
     assert tokenizer.convert_ids_to_tokens(ids) == ["[CLS]", "b", "c", "[SEP]", "x", "y", "[SEP]"]
-
-
-def test_scores_come_back_in_the_given_order_whatever_the_batching():
-    torch.manual_seed(0)
-    tokenizer = build_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        num_labels=1,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = LlamaForSequenceClassification(config)
-    sequences = [[5, 6, 7, 8, 9], [5], [7, 8], [9, 9, 9, 9], [6, 7, 8]]
-    alone = torch.cat([score_sequences(model, [s], tokenizer.pad_token_id) for s in sequences])
-    batched = score_sequences(model, sequences, tokenizer.pad_token_id, batch_size=2)
-    assert torch.allclose(alone, batched, atol=1e-5)
