@@ -82,11 +82,32 @@ def load_critic(name: str, pad_token_id: int | None, device: torch.device | None
 
 
 def _load(loader, name: str, what: str, **kwargs):
-    looks_local = Path(name).exists() or name.startswith((".", "/", "~"))
-    if looks_local and not Path(name).expanduser().exists():
+    """`loader(name)` for a Hub id, a local directory or a GGUF file (transformers dequantises
+    it; needs the gguf package), with one-line errors."""
+    path = Path(name).expanduser()
+    looks_local = path.exists() or name.startswith((".", "/", "~")) or name.endswith(".gguf")
+    if looks_local and not path.exists():
         raise SrftError(f"{what} not found: {name}")
+    target = str(path) if looks_local else name
+    if path.suffix == ".gguf" and path.is_file():
+        target, kwargs = str(path.parent), {**kwargs, "gguf_file": path.name}
     try:
-        return loader(str(Path(name).expanduser()) if looks_local else name, **kwargs)
+        loaded = loader(target, **kwargs)
+    except ImportError as err:
+        if "gguf" in str(err).lower():
+            raise SrftError(
+                f"cannot load {what} '{name}': reading GGUF needs the gguf package "
+                "(pip install gguf)"
+            ) from None
+        raise
     except OSError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SrftError(f"cannot load {what} '{name}': {first}") from None
+    if "gguf_file" in kwargs and getattr(loaded, "hf_quantizer", None) is not None:
+        # The GGUF weights are dequantised on loading: a plain model from here on, which
+        # save_pretrained writes as safetensors like any other.
+        loaded.hf_quantizer = None
+        loaded.is_quantized = False
+        if hasattr(loaded.config, "quantization_config"):
+            del loaded.config.quantization_config
+    return loaded
