@@ -101,9 +101,8 @@ def rl_finetune(
         save_interval=config.logging.save_interval,
         log_interval=config.logging.log_interval,
     )
-    engine.unwrapped.policy.save_pretrained(output_dir / "model")
-    engine.tokenizer.save_pretrained(output_dir / "model")
     final = measure_policy(engine, prompts[-max(1, len(prompts) // 10) :])
+    engine.export_policy(output_dir / "model")
     return {
         **final,
         "steps": outcome.steps,

@@ -37,6 +37,15 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class LoraSettings(Section):
+    r: int = Field(8, ge=1, description="LoRA rank")
+    alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Module names to adapt, or 'all-linear'"
+    )
+
+
 class ModelConfig(Section):
     base_model: str = Field(
         WORLD_MODEL,
@@ -52,6 +61,11 @@ class ModelConfig(Section):
     )
     reward_base_model: str | None = Field(
         None, description="Sequence-classification checkpoint for a 'separate' reward model"
+    )
+    lora: LoraSettings | None = Field(
+        None,
+        description="LoRA adapters for SFT, the reward model and RL (r, alpha, dropout, "
+        "target_modules); the RL reference is then the base with the adapter off",
     )
 
     @model_validator(mode="after")

@@ -817,3 +817,21 @@ def test_evaluate_rm_prints_one_json_object(good_run):
     untrained = CliRunner().invoke(app, ["evaluate-rm", str(run.model(1)), pairs])
     assert isinstance(untrained.exception, SrftError)
     assert "not a trained reward model" in str(untrained.exception)
+
+
+@pytest.mark.slow
+def test_lora_runs_every_stage_and_leaves_plain_checkpoints(tmp_path):
+    # LoRA on the world's randomly initialised base cannot learn much; this checks the plumbing:
+    # adapters in SFT, RM and RL, the RL reference as the adapter-free policy, merged exports.
+    threads = torch.get_num_threads()
+    config = load_config(None, [*SMALL_WORLD, "model.lora={r: 4, alpha: 8}"])
+    run = RunDir(tmp_path / "run")
+    try:
+        outcome = Pipeline(config, run.root).execute([1, 2, 3, 4, 5, 6, 7])
+    finally:
+        torch.set_num_threads(threads)
+    assert outcome.status == "passed"
+    for folder in (run.model(1), run.model(3), run.model(5), run.stage(6) / "model"):
+        assert (folder / "model.safetensors").is_file(), folder
+        assert not (folder / "adapter_config.json").exists(), folder
+    assert (run.stage(7) / "evaluation_report.json").is_file()

@@ -12,6 +12,7 @@ from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBas
 
 from srft.config import SrftConfig
 from srft.data.pairs import PreferencePair
+from srft.models.lora import add_lora, save_merged
 from srft.models.reward import bradley_terry_loss, encode_pair_text, pad_batch
 from srft.models.training import quiet, training_arguments
 
@@ -92,6 +93,8 @@ def fit_reward_model(
     """Train on `train`, keep the checkpoint with the best val accuracy, save it to
     `output_dir / "model"`; returns train and val accuracy and loss of that checkpoint."""
     rt = config.reward_training
+    if config.model.lora is not None:
+        model = add_lora(model, config.model.lora, "SEQ_CLS")
     max_prompt, max_response = config.data.max_prompt_length, config.data.max_response_length
     train_set = encode_pairs(train, tokenizer, max_prompt, max_response)
     val_set = encode_pairs(val, tokenizer, max_prompt, max_response)
@@ -124,7 +127,7 @@ def fit_reward_model(
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     val_metrics = trainer.evaluate(val_set, metric_key_prefix="val")
     train_metrics = trainer.evaluate(train_set, metric_key_prefix="train")
-    trainer.model.save_pretrained(output_dir / "model")
+    save_merged(trainer.model, output_dir / "model")
     tokenizer.save_pretrained(output_dir / "model")
     return {
         "accuracy_train": train_metrics["train_accuracy"],

@@ -15,6 +15,7 @@ from srft.models.loading import (
     load_tokenizer,
     resolve_device,
 )
+from srft.models.lora import add_lora
 from srft.models.reward import RewardModelFunction
 from srft.rl.engine import EngineSettings, RewardFunction, RLEngine
 from srft.rl.policy import PolicyWithValue
@@ -73,8 +74,15 @@ def build_engine(
     from `policy_dir`; the frozen reference is `reference_dir` (default: `policy_dir`)."""
     device = resolve_device(config.compute)
     tokenizer = load_tokenizer(policy_dir)
-    policy = load_policy(str(start / "model") if start else policy_dir)
-    reference = load_policy(reference_dir or policy_dir)
+    lora = config.model.lora
+    if lora is not None:
+        # The reference is the policy with its adapter off: no second copy in memory. (A
+        # reference other than the starting policy needs a copy.)
+        policy = add_lora(load_policy(policy_dir), lora, "CAUSAL_LM")
+        reference = load_policy(reference_dir) if reference_dir not in (None, policy_dir) else None
+    else:
+        policy = load_policy(str(start / "model") if start else policy_dir)
+        reference = load_policy(reference_dir or policy_dir)
     critic = None
     if config.rl_training.value_model == "separate":
         critic_dir = str(start / "critic") if start else reward_dir
@@ -88,5 +96,7 @@ def build_engine(
         accelerator=Accelerator(cpu=device.type == "cpu"),
     )
     if start is not None:
+        if lora is not None:
+            engine.load_weights(start)
         engine.load_state(start)
     return engine

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from srft.data.sft import encode_prompt
+from srft.models.lora import is_lora, load_adapter_weights, save_merged
 from srft.rl.advantages import gae, masked_mean, masked_whiten
 from srft.rl.kl import (
     AdaptiveKLController,
@@ -288,6 +289,12 @@ class RLEngine:
             "value_clip_fraction": value_clip_fraction,
         }
 
+    def export_policy(self, directory: Path) -> None:
+        """The trained policy as a plain checkpoint with its tokenizer (a LoRA adapter is merged
+        in, after which the engine no longer has a reference: call this last)."""
+        save_merged(self.unwrapped.policy, directory)
+        self.tokenizer.save_pretrained(directory)
+
     # ---- one step -----------------------------------------------------------------------
 
     def step(self, prompts: list[str]) -> tuple[Batch, dict[str, float]]:
@@ -303,8 +310,8 @@ class RLEngine:
     # ---- state --------------------------------------------------------------------------
 
     def save(self, directory: Path) -> None:
-        """A checkpoint: the policy with `save_pretrained` (loads with plain transformers), the
-        value head or critic, the optimizer and the engine's counters."""
+        """A checkpoint: the policy with `save_pretrained` (loads with plain transformers; with
+        LoRA, the adapter), the value head or critic, the optimizer and the engine's counters."""
         directory.mkdir(parents=True, exist_ok=True)
         model = self.unwrapped
         model.policy.save_pretrained(directory / "model")
@@ -329,7 +336,10 @@ class RLEngine:
     def load_weights(self, directory: Path) -> None:
         """Put the policy (and critic) weights of a checkpoint back, in place."""
         model = self.unwrapped
-        _load_safetensors_dir(model.policy, directory / "model")
+        if is_lora(model.policy):
+            load_adapter_weights(model.policy, directory / "model")
+        else:
+            _load_safetensors_dir(model.policy, directory / "model")
         if model.critic is not None:
             _load_safetensors_dir(model.critic, directory / "critic")
 

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from srft.models.lora import base_of
+
 
 class PolicyWithValue(nn.Module):
     """A causal LM and V(s) at every position.
@@ -23,11 +25,12 @@ class PolicyWithValue(nn.Module):
         self.critic = critic
         self.value_head: nn.Linear | None = None
         self._hidden: torch.Tensor | None = None
-        params = inspect.signature(policy.forward).parameters
+        base = base_of(policy)  # under a LoRA wrapper, the transformers model
+        params = inspect.signature(base.forward).parameters
         self._cache_argument = "cache" if "cache" in params else "past_key_values"
         self._keeps_logits = "logits_to_keep" in params
         if critic is None:
-            lm_head = policy.get_output_embeddings()
+            lm_head = base.get_output_embeddings()
             self.value_head = nn.Linear(lm_head.in_features, 1)
             nn.init.zeros_(self.value_head.weight)
             nn.init.zeros_(self.value_head.bias)

@@ -221,8 +221,7 @@ def _reinforce(
         description=f"stage 6 iteration {number}",
         step_offset=number * 100_000,
     )
-    engine.unwrapped.policy.save_pretrained(folder / "model")
-    engine.tokenizer.save_pretrained(folder / "model")
+    engine.export_policy(folder / "model")
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     return str(folder / "model"), engine.kl_controller.coef
 

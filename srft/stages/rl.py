@@ -40,10 +40,8 @@ def run(ctx: StageContext) -> StageResult:
         decide=ctx.decide,
         description="stage 5 rl",
     )
-    engine.unwrapped.policy.save_pretrained(ctx.workdir / "model")
-    engine.tokenizer.save_pretrained(ctx.workdir / "model")
-
     final = measure_policy(engine, evaluation_prompts(config), judge)
+    engine.export_policy(ctx.workdir / "model")
     history = outcome.history
     window = max(1, len(history) // 10)
     metrics: dict[str, Any] = {

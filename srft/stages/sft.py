@@ -12,6 +12,7 @@ from srft.data.sft import SFTCollator, encode_sft, read_prompt_rows
 from srft.errors import SrftError
 from srft.evaluation.benchmarks import run_benchmarks
 from srft.models.loading import apply_threads, load_policy, load_tokenizer, resolve_device
+from srft.models.lora import add_lora, save_merged
 from srft.models.training import quiet, training_arguments
 from srft.progress import TrainerProgress
 from srft.stages.base import StageContext, StageResult, StageSpec
@@ -25,6 +26,9 @@ def run(ctx: StageContext) -> StageResult:
     source = config.model.sft_checkpoint or config.model.base_model
     tokenizer = load_tokenizer(source)
     model = load_policy(source)
+    trained = config.model.sft_checkpoint is None
+    if trained and config.model.lora is not None:
+        model = add_lora(model, config.model.lora, "CAUSAL_LM")
 
     # SFT training data prepared and validated; train/validation split created (90/10).
     if not config.data.sft_file:
@@ -58,16 +62,14 @@ def run(ctx: StageContext) -> StageResult:
             callbacks=[TrainerProgress("stage 1 sft"), TrainerMetrics(ctx.tracker)],
         )
     )
-    trained = config.model.sft_checkpoint is None
     if trained:
         checkpoint = _last_checkpoint(ctx) if ctx.resume else None
         trainer.train(resume_from_checkpoint=checkpoint)
     val_loss = trainer.evaluate()["eval_loss"]
     ctx.tracker.log({"val_loss": val_loss, "val_perplexity": math.exp(val_loss)})
 
-    model = trainer.model.to(device).eval()
     model_dir = ctx.workdir / "model"
-    model.save_pretrained(model_dir)
+    model = save_merged(trainer.model, model_dir).to(device).eval()
     tokenizer.save_pretrained(model_dir)
 
     baseline = run_benchmarks(

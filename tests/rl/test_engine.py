@@ -119,3 +119,54 @@ def test_checkpoint_resume_restores_the_engine(tmp_path):
     again, _ = resumed.step(PROMPTS * 8)
     assert again.responses == next_batch.responses
     assert torch.allclose(again.logprobs, next_batch.logprobs, atol=1e-5)
+
+
+def make_lora_engine(learning_rate: float = 3e-3):
+    from srft.config import LoraSettings
+    from srft.models.lora import add_lora
+
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    policy = add_lora(
+        build_base_model(tokenizer, hidden_size=32, num_layers=1, seed=0),
+        LoraSettings(r=4, alpha=8),
+        "CAUSAL_LM",
+    )
+    settings = EngineSettings(
+        learning_rate=learning_rate,
+        kl_coef=0.0,
+        batch_size=32,
+        mini_batch_size=16,
+        max_prompt_length=16,
+        max_new_tokens=4,
+    )
+    # No reference model: the reference is the policy with its adapter disabled.
+    return RLEngine(PolicyWithValue(policy), tokenizer, fruit_share, settings, reference=None)
+
+
+def test_lora_policy_trains_against_its_adapter_free_self(tmp_path):
+    torch.set_num_threads(1)
+    engine = make_lora_engine(learning_rate=1e-2)
+    trainable = [n for n, p in engine.unwrapped.policy.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    first = engine.step(PROMPTS * 8)[1]
+    assert first["kl_per_token_nats"] == pytest.approx(0.0, abs=1e-6)
+    for _ in range(3):
+        engine.step(PROMPTS * 8)
+    assert engine.step(PROMPTS * 8)[1]["kl_per_token_nats"] > 0  # the adapter moved the policy
+
+    engine.save(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "model" / "adapter_model.safetensors").is_file()
+    resumed = make_lora_engine()
+    resumed.load_weights(tmp_path / "ckpt")
+    resumed.load_state(tmp_path / "ckpt")
+    batch, _ = engine.step(PROMPTS * 8)
+    again, _ = resumed.step(PROMPTS * 8)
+    assert torch.allclose(batch.logprobs, again.logprobs, atol=1e-5)
+
+    engine.export_policy(tmp_path / "merged")
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
+    assert type(plain).__name__ == "LlamaForCausalLM"

@@ -1,0 +1,53 @@
+"""LoRA adapters (peft) on policies and reward models, and turning them back into plain
+checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import PreTrainedModel
+
+from srft.config import LoraSettings
+
+
+def add_lora(model: PreTrainedModel, settings: LoraSettings, task_type: str):
+    """`model` with trainable LoRA adapters and everything else frozen; `task_type` is
+    "CAUSAL_LM" (policies) or "SEQ_CLS" (reward models, whose score head stays trainable)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+        task_type=task_type,
+    )
+    return get_peft_model(model, config)
+
+
+def is_lora(model) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(model, PeftModel)
+
+
+def base_of(model) -> PreTrainedModel:
+    """The transformers model under a LoRA wrapper, or the model itself."""
+    return model.get_base_model() if is_lora(model) else model
+
+
+def save_merged(model, directory: Path) -> PreTrainedModel:
+    """Save `model` as a plain checkpoint (the adapter merged into the weights, in place)."""
+    plain = model.merge_and_unload() if is_lora(model) else model
+    plain.save_pretrained(directory)
+    return plain
+
+
+def load_adapter_weights(model, directory: Path) -> None:
+    """Put the adapter weights that `save_pretrained` wrote to `directory` back into `model`."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(directory / "adapter_model.safetensors"))
