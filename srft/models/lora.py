@@ -8,12 +8,16 @@ from pathlib import Path
 from transformers import PreTrainedModel
 
 from srft.config import LoraSettings
+from srft.errors import SrftError
 
 
 def add_lora(model: PreTrainedModel, settings: LoraSettings, task_type: str):
     """`model` with trainable LoRA adapters and everything else frozen; `task_type` is
     "CAUSAL_LM" (policies) or "SEQ_CLS" (reward models, whose score head stays trainable)."""
-    from peft import LoraConfig, get_peft_model
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise SrftError("model.lora: LoRA needs the peft package (pip install peft)") from None
 
     config = LoraConfig(
         r=settings.r,
