@@ -42,8 +42,15 @@ def read_prompt_rows(path: str | Path, fields: tuple[str, ...]) -> list[dict[str
 
 
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, max_length: int) -> list[int]:
-    """Prompt token ids, left-truncated to `max_length` (the end of a prompt matters most)."""
-    ids = tokenizer(prompt)["input_ids"]
+    """Prompt token ids, left-truncated to `max_length` (the end of a prompt matters most).
+    With a tokenizer that has a chat template, the prompt is one user turn followed by the
+    opened assistant turn, as the chat model was trained to see it."""
+    if getattr(tokenizer, "chat_template", None):
+        turn = [{"role": "user", "content": prompt}]
+        encoded = tokenizer.apply_chat_template(turn, add_generation_prompt=True, tokenize=True)
+        ids = list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+    else:
+        ids = tokenizer(prompt)["input_ids"]
     return ids[-max_length:]
 
 
