@@ -268,6 +268,17 @@ class ComputeConfig(Section):
         None, ge=1, description="CPU threads for torch; None = torch default"
     )
 
+    @model_validator(mode="after")
+    def _one_precision(self) -> ComputeConfig:
+        if self.fp16 and self.bf16:
+            raise ValueError("fp16: fp16 and bf16 are both true; choose one mixed precision")
+        return self
+
+    @property
+    def mixed_precision(self) -> str:
+        """accelerate's name of the mixed precision: 'fp16', 'bf16' or 'no'."""
+        return "fp16" if self.fp16 else "bf16" if self.bf16 else "no"
+
 
 class LoggingConfig(Section):
     wandb_project: str | None = Field(None, description="W&B project (with report_to: [wandb])")

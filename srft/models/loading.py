@@ -19,16 +19,20 @@ from srft.errors import SrftError
 
 
 def resolve_device(compute: ComputeConfig) -> torch.device:
-    """The device `compute.device` names; a clear error for one this machine lacks."""
-    if compute.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if compute.device == "cuda" and not torch.cuda.is_available():
+    """The device `compute.device` names ('auto': CUDA when present, else the CPU); a clear
+    error for a device this machine lacks or a precision the device cannot do."""
+    name = compute.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
         raise SrftError("compute.device: 'cuda' requested but no CUDA device is available")
-    if compute.device == "mps" and not torch.backends.mps.is_available():
+    if name == "mps" and not torch.backends.mps.is_available():
         raise SrftError("compute.device: 'mps' requested but MPS is not available")
-    if compute.fp16 and compute.device == "cpu":
+    if compute.fp16 and name == "cpu":
         raise SrftError("compute.fp16: fp16 training needs a GPU; use bf16 or neither on CPU")
-    return torch.device(compute.device)
+    if compute.bf16 and name == "cuda" and not torch.cuda.is_bf16_supported():
+        raise SrftError("compute.bf16: this GPU does not support bf16; use fp16")
+    return torch.device(name)
 
 
 def apply_threads(compute: ComputeConfig) -> None:

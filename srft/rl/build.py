@@ -93,7 +93,9 @@ def build_engine(
         reward_function(config, reward_dir, tokenizer),
         engine_settings(config, seed_offset),
         reference=reference,
-        accelerator=Accelerator(cpu=device.type == "cpu"),
+        accelerator=Accelerator(
+            cpu=device.type == "cpu", mixed_precision=config.compute.mixed_precision
+        ),
     )
     if start is not None:
         if lora is not None:

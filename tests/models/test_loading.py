@@ -37,3 +37,25 @@ def test_smollm2_loads_from_its_gguf_file_and_saves_as_safetensors(tmp_path):
     assert (tmp_path / "model" / "model.safetensors").is_file()
     again = load_policy(str(tmp_path / "model"))
     assert getattr(again.config, "quantization_config", None) is None
+
+
+def test_fp16_on_a_machine_without_gpu_is_refused(monkeypatch):
+    import torch
+
+    from srft.config import ComputeConfig
+    from srft.models.loading import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SrftError, match=r"^compute.fp16: fp16 training needs a GPU"):
+        resolve_device(ComputeConfig(fp16=True))  # device 'auto' resolves to the CPU
+    with pytest.raises(SrftError, match=r"^compute.device: 'cuda' requested but no CUDA"):
+        resolve_device(ComputeConfig(device="cuda"))
+    assert resolve_device(ComputeConfig(bf16=True)).type == "cpu"
+
+
+def test_fp16_and_bf16_together_are_a_config_error():
+    from srft.config import load_config
+    from srft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="compute.fp16: fp16 and bf16 are both true"):
+        load_config(None, ["compute.fp16=true", "compute.bf16=true"])
