@@ -39,14 +39,18 @@ def init(
         "srf_config.yaml"
     ),
     force: Annotated[bool, typer.Option(help="Overwrite an existing file")] = False,
+    profile: Annotated[
+        str, typer.Option(help="world (the embedded default) or hh-rm (MiniLM RM on HH-RLHF)")
+    ] = "world",
 ) -> None:
     """Write the seed's srf_config.yaml template with srft's defaults, every key commented."""
     from srft.artifacts import atomic_write_text
+    from srft.profiles import profile_config
     from srft.template import render_template
 
     if path.exists() and not force:
         raise SrftError(f"{path}: already exists; pass --force to overwrite it")
-    atomic_write_text(path, render_template())
+    atomic_write_text(path, render_template(profile_config(profile)))
     typer.echo(f"wrote {path}")
 
 

@@ -208,7 +208,7 @@ class Pipeline:
                 "attempt": attempt,
             },
         )
-        for upstream in spec.upstream:
+        for upstream in spec.upstream_for(config):
             if self._manifest(upstream).get("status") != "done":
                 raise SrftError(
                     f"stage {spec.number} ({spec.name}) needs stage {upstream} "
@@ -297,7 +297,9 @@ class Pipeline:
         payload: dict[str, Any] = {"stage": spec.number, "seed": config.seed, "changes": changes}
         for section in spec.sections:
             payload[section] = getattr(config, section).model_dump(mode="json")
-        payload["upstream"] = {n: self._manifest(n).get("fingerprint") for n in spec.upstream}
+        payload["upstream"] = {
+            n: self._manifest(n).get("fingerprint") for n in spec.upstream_for(config)
+        }
         payload["files"] = {
             key: _file_hash(_dotted(config, key))
             for key in INPUT_FILE_KEYS

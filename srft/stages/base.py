@@ -85,5 +85,11 @@ class StageSpec:
     run: Callable[[StageContext], StageResult]
     sections: tuple[str, ...]  # config sections that are inputs of the stage
     upstream: tuple[int, ...] = ()
+    # When set, the stages this one needs under a given config (a subset of `upstream`).
+    needs: Callable[[SrftConfig], tuple[int, ...]] | None = None
     # (effective config, every gate of the attempt, attempt) -> what to change, or None
     adjust: Callable[[SrftConfig, list[Gate], int], Adjustment | None] | None = None
+
+    def upstream_for(self, config: SrftConfig) -> tuple[int, ...]:
+        """The published stages this stage reads under `config`."""
+        return self.needs(config) if self.needs else self.upstream

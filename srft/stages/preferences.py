@@ -225,5 +225,6 @@ SPEC = StageSpec(
     run=run,
     sections=("data", "annotation", "evaluation", "constraints", "gates"),
     upstream=(1,),
+    needs=lambda config: () if config.data.train_file else (1,),  # imported pairs need no policy
     adjust=more_candidates,
 )

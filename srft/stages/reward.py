@@ -64,5 +64,6 @@ SPEC = StageSpec(
     run=run,
     sections=("model", "data", "reward_training", "compute", "constraints", "gates"),
     upstream=(1, 2),
+    needs=lambda config: (2,) if config.model.reward_model_type == "separate" else (1, 2),
     adjust=retrain_reward_model,
 )
