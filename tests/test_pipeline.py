@@ -448,6 +448,16 @@ GATES = [
 ]
 
 
+def run_restoring_threads(config: SrftConfig, root: Path, stages: list[int]):
+    """Pipeline(config, root).execute(stages), leaving torch's thread count as it was (stages
+    set it from compute.num_threads)."""
+    threads = torch.get_num_threads()
+    try:
+        return Pipeline(config, root).execute(stages)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @dataclass
 class GoodRun:
     config: SrftConfig
@@ -722,7 +732,6 @@ def filler_lover(prompts: list[str], responses: list[str]) -> list[float]:
 
 @pytest.mark.slow
 def test_a_reward_model_that_rewards_filler_is_flagged_as_hacked(tmp_path):
-    threads = torch.get_num_threads()
     config = load_config(
         None,
         [
@@ -735,10 +744,7 @@ def test_a_reward_model_that_rewards_filler_is_flagged_as_hacked(tmp_path):
         ],
     )
     run = RunDir(tmp_path / "run")
-    try:
-        outcome = Pipeline(config, run.root).execute([1, 2, 3, 4, 5, 6, 7])
-    finally:
-        torch.set_num_threads(threads)
+    outcome = run_restoring_threads(config, run.root, [1, 2, 3, 4, 5, 6, 7])
     assert outcome.status == "passed"
     metrics = read_json(run.stage(7) / "evaluation_report.json")["metrics"]
     assert metrics["reward_gain"] > 0
@@ -770,11 +776,7 @@ def test_a_learning_rate_far_too_large_trips_the_kl_guard_and_recovers(good_run,
             "train_val_gap: warn, entropy: warn}",
         ],
     )
-    threads = torch.get_num_threads()
-    try:
-        outcome = Pipeline(config, run.root).execute([5])
-    finally:
-        torch.set_num_threads(threads)
+    outcome = run_restoring_threads(config, run.root, [5])
     rows = [r for r in read_jsonl(run.decisions) if r["stage"] == 5]
     kinds = [r["decision"] for r in rows]
     assert "rollback" in kinds
@@ -823,13 +825,9 @@ def test_evaluate_rm_prints_one_json_object(good_run):
 def test_lora_runs_every_stage_and_leaves_plain_checkpoints(tmp_path):
     # LoRA on the world's randomly initialised base cannot learn much; this checks the plumbing:
     # adapters in SFT, RM and RL, the RL reference as the adapter-free policy, merged exports.
-    threads = torch.get_num_threads()
     config = load_config(None, [*SMALL_WORLD, "model.lora={r: 4, alpha: 8}"])
     run = RunDir(tmp_path / "run")
-    try:
-        outcome = Pipeline(config, run.root).execute([1, 2, 3, 4, 5, 6, 7])
-    finally:
-        torch.set_num_threads(threads)
+    outcome = run_restoring_threads(config, run.root, [1, 2, 3, 4, 5, 6, 7])
     assert outcome.status == "passed"
     for folder in (run.model(1), run.model(3), run.model(5), run.stage(6) / "model"):
         assert (folder / "model.safetensors").is_file(), folder
@@ -872,11 +870,7 @@ def test_the_hh_rm_profile_trains_a_minilm_reward_model_on_hh_rlhf(tmp_path):
         ],
     )
     run = RunDir(tmp_path / "run")
-    threads = torch.get_num_threads()
-    try:
-        outcome = Pipeline(config, run.root).execute([2, 3, 4])
-    finally:
-        torch.set_num_threads(threads)
+    outcome = run_restoring_threads(config, run.root, [2, 3, 4])
     assert outcome.status == "passed"
     assert not run.stage(1).exists()  # imported pairs and a separate RM need no SFT policy
     data = read_json(run.manifest(2))["metrics"]
