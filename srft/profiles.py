@@ -51,7 +51,8 @@ def hh_rm() -> dict[str, Any]:
         },
         "evaluation": {"judge": None, "judge_criteria": None},
         # HH-RLHF pairs carry no scores: the preference gap is not measurable, so it warns.
-        "gates": {"mode": {"preference_gap": "warn"}},
+        # One retry keeps stages 2-4 on a CPU within about 15 minutes.
+        "gates": {"mode": {"preference_gap": "warn"}, "max_retries": 1},
     }
 
 
