@@ -48,7 +48,7 @@ def train_reward_model(
     config = _as_config(config, "reward_training")
     output_dir = Path(output_dir)
     tokenizer = load_tokenizer(base_model)
-    model = load_reward_model(base_model, tokenizer.pad_token_id)
+    model = load_reward_model(base_model, tokenizer.pad_token_id, seed=config.seed)
     train = read_pairs(train_file, score_scale=config.data.score_scale).pairs
     val = read_pairs(val_file, score_scale=config.data.score_scale).pairs
     result = fit_reward_model(model, tokenizer, train, val, output_dir, config)

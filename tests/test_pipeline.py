@@ -391,7 +391,7 @@ def resume_checkpoint_of_stage_3(tmp_path, monkeypatch, folders: list[str]) -> s
         return {"accuracy_train": 0.9, "accuracy_val": 0.8}
 
     monkeypatch.setattr(srft.stages.reward, "read_pairs", lambda path: SimpleNamespace(pairs=[]))
-    monkeypatch.setattr(srft.stages.reward, "load_reward_model", lambda name, pad: None)
+    monkeypatch.setattr(srft.stages.reward, "load_reward_model", lambda name, pad, **kw: None)
     tokenizer = SimpleNamespace(pad_token_id=0)
     monkeypatch.setattr(srft.stages.reward, "load_tokenizer", lambda name: tokenizer)
     monkeypatch.setattr(srft.stages.reward, "fit_reward_model", fit)

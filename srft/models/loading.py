@@ -12,6 +12,7 @@ from transformers import (
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    set_seed,
 )
 
 from srft.config import ComputeConfig
@@ -57,9 +58,13 @@ def load_reward_model(
     pad_token_id: int | None,
     device: torch.device | None = None,
     trained: bool = False,
+    seed: int | None = None,
 ):
     """A sequence-classification model with one output: the scalar reward. With `trained`, the
-    checkpoint must carry its score head (a freshly initialised head scores at random)."""
+    checkpoint must carry its score head (a freshly initialised head scores at random); with
+    `seed`, a head the checkpoint lacks is initialised from that seed."""
+    if seed is not None:
+        set_seed(seed)
     model, info = _load(
         AutoModelForSequenceClassification.from_pretrained,
         name,

@@ -187,7 +187,7 @@ def _retrain_reward_model(config: SrftConfig, base: str, train, val, folder: Pat
     """A reward model trained afresh from stage 3's starting point on old + new pairs, with the
     reward_training settings (best epoch by validation accuracy)."""
     tokenizer = load_tokenizer(base)
-    model = load_reward_model(base, tokenizer.pad_token_id)
+    model = load_reward_model(base, tokenizer.pad_token_id, seed=config.seed)
     fit_reward_model(model, tokenizer, train, val, folder / "rm", config)
     shutil.rmtree(folder / "rm" / "checkpoints", ignore_errors=True)
     return str(folder / "rm" / "model")

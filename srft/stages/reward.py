@@ -24,7 +24,7 @@ def run(ctx: StageContext) -> StageResult:
     val = read_pairs(pairs_dir / "pairs_val.jsonl").pairs
     base = _reward_base(config, ctx.upstream_model(1))
     tokenizer = load_tokenizer(base)
-    model = load_reward_model(base, tokenizer.pad_token_id)
+    model = load_reward_model(base, tokenizer.pad_token_id, seed=config.seed)
     checkpoints = sorted(
         (ctx.workdir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])
     )
