@@ -79,18 +79,16 @@ def rl_finetune(
         stopped_early, and the model path.
     """
     from srft.data.sft import read_prompt_rows
-    from srft.rl.build import build_engine
+    from srft.rl.build import build_engine, guard_settings
     from srft.rl.measure import measure_policy
-    from srft.rl.trainer import GuardSettings, train_policy
+    from srft.rl.trainer import train_policy
     from srft.tracking import Tracker
 
     config = _as_config(config, "rl_training")
     output_dir = Path(output_dir)
     prompts = [row["prompt"] for row in read_prompt_rows(prompts_file, ("prompt",))]
     engine = build_engine(config, str(policy_model_path), str(reward_model_path))
-    guard = GuardSettings(
-        config.constraints.kl_target, config.rl_training.early_stop_on_kl, config.gates.max_retries
-    )
+    guard = guard_settings(config)
     outcome = train_policy(
         engine,
         prompts,

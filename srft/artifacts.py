@@ -95,3 +95,8 @@ def _jsonable(obj: Any) -> Any:
     if hasattr(obj, "item"):
         return obj.item()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def checkpoint_folders(folder: Path) -> list[Path]:
+    """The `checkpoint-<step>` folders in `folder`, oldest step first."""
+    return sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))

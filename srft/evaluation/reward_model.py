@@ -8,7 +8,7 @@ from typing import Any
 from srft.data.pairs import read_pairs
 from srft.evaluation.alignment import pearson
 from srft.models.loading import load_reward_model, load_tokenizer
-from srft.models.reward import pair_accuracy, score_texts
+from srft.models.reward import pair_accuracy, score_pairs
 
 
 def evaluate_reward_model(
@@ -28,10 +28,9 @@ def evaluate_reward_model(
     pairs = read_pairs(pairs_file, score_scale=score_scale, on_invalid=on_invalid).pairs
     tokenizer = load_tokenizer(model_dir)
     model = load_reward_model(model_dir, tokenizer.pad_token_id, trained=True)
-    prompts = [p.prompt for p in pairs]
-    lengths = (max_prompt_length, max_response_length, batch_size)
-    chosen = score_texts(model, tokenizer, prompts, [p.chosen for p in pairs], *lengths)
-    rejected = score_texts(model, tokenizer, prompts, [p.rejected for p in pairs], *lengths)
+    chosen, rejected = score_pairs(
+        model, tokenizer, pairs, max_prompt_length, max_response_length, batch_size
+    )
     responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
     rewards = chosen.tolist() + rejected.tolist()
     return {

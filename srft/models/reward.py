@@ -85,6 +85,22 @@ def score_texts(
     return score_sequences(model, sequences, tokenizer.pad_token_id, batch_size)
 
 
+def score_pairs(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: list,
+    max_prompt: int,
+    max_response: int,
+    batch_size: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """r(chosen) and r(rejected) of preference pairs (objects with prompt, chosen, rejected)."""
+    prompts = [p.prompt for p in pairs]
+    lengths = (max_prompt, max_response, batch_size)
+    chosen = score_texts(model, tokenizer, prompts, [p.chosen for p in pairs], *lengths)
+    rejected = score_texts(model, tokenizer, prompts, [p.rejected for p in pairs], *lengths)
+    return chosen, rejected
+
+
 def pairs_accuracy(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -92,13 +108,8 @@ def pairs_accuracy(
     max_prompt: int,
     max_response: int,
 ) -> float:
-    """**reward accuracy** of `model` on preference pairs (objects with prompt, chosen,
-    rejected)."""
-    prompts = [p.prompt for p in pairs]
-    lengths = (max_prompt, max_response)
-    chosen = score_texts(model, tokenizer, prompts, [p.chosen for p in pairs], *lengths)
-    rejected = score_texts(model, tokenizer, prompts, [p.rejected for p in pairs], *lengths)
-    return pair_accuracy(chosen, rejected)
+    """**reward accuracy** of `model` on preference pairs."""
+    return pair_accuracy(*score_pairs(model, tokenizer, pairs, max_prompt, max_response))
 
 
 class RewardModelFunction:

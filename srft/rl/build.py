@@ -19,6 +19,7 @@ from srft.models.lora import add_lora
 from srft.models.reward import RewardModelFunction
 from srft.rl.engine import EngineSettings, RewardFunction, RLEngine
 from srft.rl.policy import PolicyWithValue
+from srft.rl.trainer import GuardSettings
 
 
 def engine_settings(config: SrftConfig, seed_offset: int = 0) -> EngineSettings:
@@ -46,6 +47,16 @@ def engine_settings(config: SrftConfig, seed_offset: int = 0) -> EngineSettings:
         max_prompt_length=config.data.max_prompt_length,
         max_new_tokens=config.data.max_response_length,
         seed=config.seed + seed_offset,
+    )
+
+
+def guard_settings(config: SrftConfig) -> GuardSettings:
+    """The KL guard of the RL loop: the hard KL bound, the seed's early stop, and as many
+    rollbacks as the gates allow retries."""
+    return GuardSettings(
+        kl_target=config.constraints.kl_target,
+        early_stop_on_kl=config.rl_training.early_stop_on_kl,
+        max_rollbacks=config.gates.max_retries,
     )
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from srft.artifacts import checkpoint_folders
 from srft.progress import Reporter
 from srft.rl.engine import RLEngine
 from srft.tracking import Tracker
@@ -148,7 +149,7 @@ def _decide(decide: DecisionLog | None, decision: str, reason: str, numbers: dic
 
 def latest_checkpoint(checkpoints: Path) -> Path | None:
     """The newest checkpoint in `checkpoints`, or None."""
-    found = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    found = checkpoint_folders(checkpoints)
     return found[-1] if found else None
 
 
@@ -161,9 +162,7 @@ def _save(engine: RLEngine, checkpoints: Path, outcome: TrainingOutcome) -> Path
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
     (checkpoints / "guard.json").write_text(json.dumps({"rollbacks": outcome.rollbacks}))
-    for old in sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[
-        :-2
-    ]:
+    for old in checkpoint_folders(checkpoints)[:-2]:
         shutil.rmtree(old)
     return target
 

@@ -28,9 +28,9 @@ from srft.models.loading import (
 from srft.models.reward import pairs_accuracy
 from srft.models.reward_trainer import fit_reward_model
 from srft.report import iteration_table
-from srft.rl.build import build_engine
+from srft.rl.build import build_engine, guard_settings
 from srft.rl.measure import measure_policy
-from srft.rl.trainer import GuardSettings, train_policy
+from srft.rl.trainer import train_policy
 from srft.stages.base import StageContext, StageResult, StageSpec
 
 TABLE = "iterations.json"
@@ -204,9 +204,7 @@ def _reinforce(
     engine = build_engine(
         settings, policy_dir, reward_dir, reference_dir=sft_dir, seed_offset=number
     )
-    guard = GuardSettings(
-        config.constraints.kl_target, config.rl_training.early_stop_on_kl, config.gates.max_retries
-    )
+    guard = guard_settings(config)
     train_policy(
         engine,
         training_prompts(config),

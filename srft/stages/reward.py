@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from srft.artifacts import checkpoint_folders
 from srft.config import SrftConfig
 from srft.data.pairs import read_pairs
 from srft.decisions import retrain_reward_model
@@ -25,9 +26,7 @@ def run(ctx: StageContext) -> StageResult:
     base = _reward_base(config, ctx.upstream_model(1))
     tokenizer = load_tokenizer(base)
     model = load_reward_model(base, tokenizer.pad_token_id, seed=config.seed)
-    checkpoints = sorted(
-        (ctx.workdir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])
-    )
+    checkpoints = checkpoint_folders(ctx.workdir / "checkpoints")
     result = fit_reward_model(
         model,
         tokenizer,

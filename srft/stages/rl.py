@@ -7,13 +7,12 @@ import statistics
 from typing import Any
 
 from srft.annotation import build_judge
-from srft.config import SrftConfig
 from srft.data.prompts import evaluation_prompts, training_prompts
 from srft.decisions import adjust_rl
 from srft.models.loading import apply_threads
-from srft.rl.build import build_engine
+from srft.rl.build import build_engine, guard_settings
 from srft.rl.measure import measure_policy
-from srft.rl.trainer import GuardSettings, latest_checkpoint, train_policy
+from srft.rl.trainer import latest_checkpoint, train_policy
 from srft.stages.base import StageContext, StageResult, StageSpec
 
 
@@ -74,14 +73,6 @@ def run(ctx: StageContext) -> StageResult:
         else None,
     }
     return StageResult(metrics=metrics, gates=gates, artifacts={"model": "model"}, checks=checks)
-
-
-def guard_settings(config: SrftConfig) -> GuardSettings:
-    return GuardSettings(
-        kl_target=config.constraints.kl_target,
-        early_stop_on_kl=config.rl_training.early_stop_on_kl,
-        max_rollbacks=config.gates.max_retries,
-    )
 
 
 SPEC = StageSpec(

@@ -8,6 +8,7 @@ import random
 
 from transformers import Trainer
 
+from srft.artifacts import checkpoint_folders
 from srft.data.sft import SFTCollator, encode_sft, read_prompt_rows
 from srft.errors import SrftError
 from srft.evaluation.benchmarks import run_benchmarks
@@ -93,8 +94,7 @@ def run(ctx: StageContext) -> StageResult:
 
 
 def _last_checkpoint(ctx: StageContext) -> str | None:
-    folder = ctx.workdir / "checkpoints"
-    found = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    found = checkpoint_folders(ctx.workdir / "checkpoints")
     return str(found[-1]) if found else None
 
 
