@@ -3,8 +3,10 @@ reward-model checkpoint, or a file of human labels; the world's noisy gold judge
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,6 +16,27 @@ from srft.config import SrftConfig
 from srft.errors import SrftError
 
 Scorer = Callable[[Sequence[str], Sequence[str]], list[float]]
+
+
+def bradley_terry_noise(
+    scores: Sequence[float],
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    noise: float,
+    seed: int,
+) -> list[float]:
+    """A noisy rater's scores: each score plus Gumbel noise of scale `noise`, clipped to [0, 1].
+
+    With Gumbel noise on each score, the rater prefers response a over b with probability
+    sigmoid((score(a) - score(b)) / noise): the Bradley-Terry model. The noise of a response is
+    a deterministic function of (seed, prompt, response), so labels are reproducible.
+    """
+    noisy = []
+    for score, prompt, response in zip(scores, prompts, responses, strict=True):
+        digest = hashlib.blake2b(f"{seed}\x1f{prompt}\x1f{response}".encode(), digest_size=8)
+        u = (int.from_bytes(digest.digest(), "big") + 0.5) / 2**64
+        noisy.append(min(1.0, max(0.0, score - noise * math.log(-math.log(u)))))
+    return noisy
 
 
 def import_callable(spec: str, key: str) -> Callable[..., Any]:

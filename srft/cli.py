@@ -40,7 +40,11 @@ def init(
     ),
     force: Annotated[bool, typer.Option(help="Overwrite an existing file")] = False,
     profile: Annotated[
-        str, typer.Option(help="world (the embedded default) or hh-rm (MiniLM RM on HH-RLHF)")
+        str,
+        typer.Option(
+            help="world (the embedded default), hh-rm (MiniLM RM on HH-RLHF) or smollm2 "
+            "(SmolLM2-135M on arithmetic; writes its task files into PATH's folder, <stem>_data)"
+        ),
     ] = "world",
 ) -> None:
     """Write the seed's srf_config.yaml template with srft's defaults, every key commented."""
@@ -50,7 +54,8 @@ def init(
 
     if path.exists() and not force:
         raise SrftError(f"{path}: already exists; pass --force to overwrite it")
-    atomic_write_text(path, render_template(profile_config(profile)))
+    config = profile_config(profile, path.parent / f"{path.stem}_data")
+    atomic_write_text(path, render_template(config))
     typer.echo(f"wrote {path}")
 
 

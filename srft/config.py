@@ -179,6 +179,10 @@ class RewardTrainingConfig(Section):
     optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="Optimizer")
     weight_decay: float = Field(0.01, ge=0, description="Weight decay")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with linear warm-up")
+    group_by_length: bool = Field(
+        False,
+        description="Batch pairs of similar length together (less padding on long, varied texts)",
+    )
 
 
 class RLTrainingConfig(Section):
@@ -298,8 +302,8 @@ class EvaluationConfig(Section):
     )
     benchmarks: dict[str, str] = Field(
         default_factory=dict,
-        description="Benchmark name -> file or Hub id of {prompt, answer}, GSM8K, MMLU or "
-        "HumanEval rows; the world's by default",
+        description="Benchmark name -> file or Hub id of {prompt, answer}, "
+        "{prompt, choices, answer}, GSM8K, MMLU or HumanEval rows; the world's by default",
     )
     judge_criteria: str | None = Field(
         "srft.world.judge:criteria_scores",

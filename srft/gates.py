@@ -94,8 +94,11 @@ def gates_table(gates: list[Gate]) -> str:
             f"{mark} {gate.name}: {gate.describe_value()} (target {gate.describe_threshold()}, "
             f"stage {gate.stage})"
         )
-    overall = bool(gates) and not any(g.blocking for g in gates)
-    lines += [rule, f"Overall: {'✅ PASSED' if overall else '❌ FAILED'}", rule, ""]
+    if not gates:
+        overall = "no gates evaluated"
+    else:
+        overall = "❌ FAILED" if any(g.blocking for g in gates) else "✅ PASSED"
+    lines += [rule, f"Overall: {overall}", rule, ""]
     return "\n".join(lines)
 
 

@@ -36,6 +36,8 @@ def render_template(config: SrftConfig | None = None) -> str:
 def _line(key: str, value: Any, description: str | None) -> str:
     if isinstance(value, tuple):
         value = list(value)
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
     text = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
     text = text.removesuffix("\n...").removesuffix("...").strip()
     comment = f"  # {description}" if description else ""

@@ -364,7 +364,13 @@ def test_template_comments_every_key():
 
 def test_template_of_a_changed_config_round_trips():
     config = load_config(
-        None, ["rl_training.learning_rate=3e-5", "seed=9", "data.score_scale=[1, 10]"]
+        None,
+        [
+            "rl_training.learning_rate=3e-5",
+            "seed=9",
+            "data.score_scale=[1, 10]",
+            "model.lora={r: 4, target_modules: [q_proj]}",
+        ],
     )
     data = yaml.safe_load(render_template(config))
     assert validate_config(data) == config

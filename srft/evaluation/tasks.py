@@ -6,6 +6,8 @@ rows' fields.
   number in it compared with the final answer.
 - `mmlu`: `{"question", "choices": [4], "answer": 0-3}`; the choice whose letter is most likely
   after the question (log-likelihood, no generation).
+- `multiple_choice`: `{"prompt", "choices", "answer": index}`; the choice most likely as the
+  continuation of the prompt (summed log-likelihood, as lm-evaluation-harness's `acc`).
 - `humaneval`: `{"task_id", "prompt", "test", "entry_point"}`; pass@1 of the greedy completion,
   run in the sandbox only when `execute_code` is on.
 """
@@ -145,14 +147,30 @@ def continuation_logprobs(
     return scores
 
 
+def _most_likely(model, tokenizer, context: str, continuations: list[str], settings) -> int:
+    scores = continuation_logprobs(
+        model, tokenizer, context, continuations, settings.max_prompt_length
+    )
+    return max(range(len(scores)), key=scores.__getitem__)
+
+
 def _score_mmlu(model, tokenizer, items, settings) -> float:
     hits = 0
     for item in items:
         letters = [f" {LETTERS[i]}" for i in range(len(item["choices"]))]
-        scores = continuation_logprobs(
-            model, tokenizer, mmlu_prompt(item), letters, settings.max_prompt_length
+        hits += _most_likely(model, tokenizer, mmlu_prompt(item), letters, settings) == int(
+            item["answer"]
         )
-        hits += int(max(range(len(scores)), key=scores.__getitem__) == int(item["answer"]))
+    return hits / len(items)
+
+
+def _score_choice(model, tokenizer, items, settings) -> float:
+    hits = 0
+    for item in items:
+        choices = [str(c) for c in item["choices"]]
+        hits += _most_likely(model, tokenizer, item["prompt"], choices, settings) == int(
+            item["answer"]
+        )
     return hits / len(items)
 
 
@@ -183,6 +201,12 @@ KINDS: tuple[Kind, ...] = (
         ("question", "choices", "answer"),
         _score_mmlu,
         lambda i: f"{i['question']} {' '.join(map(str, i['choices']))}",
+    ),
+    Kind(
+        "multiple_choice",
+        ("prompt", "choices", "answer"),
+        _score_choice,
+        lambda i: f"{i['prompt']} {' '.join(map(str, i['choices']))}",
     ),
     Kind("gsm8k", ("question", "answer"), _score_gsm8k, lambda i: f"{i['question']} {i['answer']}"),
     Kind(

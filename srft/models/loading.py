@@ -119,4 +119,8 @@ def _load(loader, name: str, what: str, **kwargs):
         loaded.is_quantized = False
         if hasattr(loaded.config, "quantization_config"):
             del loaded.config.quantization_config
+    if "gguf_file" in kwargs and hasattr(loaded, "config"):
+        # The GGUF's folder holds no config.json; left as the model's origin, peft would look
+        # for one on the Hub each time it saves an adapter.
+        loaded.config._name_or_path = ""
     return loaded

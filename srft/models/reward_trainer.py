@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from srft.config import SrftConfig
 from srft.data.pairs import PreferencePair
@@ -46,8 +47,26 @@ class PairCollator:
         return pad_batch(sequences, self.pad_token_id)
 
 
+def pair_length(pair: EncodedPair) -> int:
+    return max(len(pair.chosen), len(pair.rejected))
+
+
 class BradleyTerryTrainer(Trainer):
-    """A Trainer whose loss is the Bradley-Terry loss of (chosen, rejected) reward pairs."""
+    """A Trainer whose loss is the Bradley-Terry loss of (chosen, rejected) reward pairs;
+    `group_by_length` batches pairs of similar length (shuffled groups, as transformers does)."""
+
+    def __init__(self, *args, group_by_length: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.group_by_length = group_by_length
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not self.group_by_length:
+            return super()._get_train_sampler(train_dataset)
+        return LengthGroupedSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps,
+            lengths=[pair_length(p) for p in dataset],
+        )
 
     def _rewards(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
         rewards = model(
@@ -97,7 +116,8 @@ def fit_reward_model(
         model = add_lora(model, config.model.lora, "SEQ_CLS")
     max_prompt, max_response = config.data.max_prompt_length, config.data.max_response_length
     train_set = encode_pairs(train, tokenizer, max_prompt, max_response)
-    val_set = encode_pairs(val, tokenizer, max_prompt, max_response)
+    # Accuracy does not depend on order: evaluate in length order, with little padding.
+    val_set = sorted(encode_pairs(val, tokenizer, max_prompt, max_response), key=pair_length)
     args = training_arguments(
         config,
         output_dir / "checkpoints",
@@ -122,11 +142,12 @@ def fit_reward_model(
             data_collator=PairCollator(tokenizer.pad_token_id),
             compute_metrics=accuracy_metric,
             callbacks=callbacks or [],
+            group_by_length=rt.group_by_length,
         )
     )
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    val_metrics = trainer.evaluate(val_set, metric_key_prefix="val")
-    train_metrics = trainer.evaluate(train_set, metric_key_prefix="train")
+    val_metrics = _best_evaluation(trainer) or trainer.evaluate(val_set, metric_key_prefix="val")
+    train_metrics = trainer.evaluate(sorted(train_set, key=pair_length), metric_key_prefix="train")
     save_merged(trainer.model, output_dir / "model")
     tokenizer.save_pretrained(output_dir / "model")
     return {
@@ -136,3 +157,15 @@ def fit_reward_model(
         "loss_val": val_metrics["val_loss"],
         "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name,
     }
+
+
+def _best_evaluation(trainer: Trainer) -> dict[str, float] | None:
+    """The val metrics logged for the best checkpoint, which training already measured."""
+    best = trainer.state.best_model_checkpoint
+    if not best:
+        return None
+    step = int(best.rsplit("-", 1)[1])
+    for entry in trainer.state.log_history:
+        if entry.get("step") == step and "eval_accuracy" in entry:
+            return {"val_accuracy": entry["eval_accuracy"], "val_loss": entry["eval_loss"]}
+    return None

@@ -8,10 +8,9 @@ as a human rater's would.
 
 from __future__ import annotations
 
-import hashlib
-import math
 from collections.abc import Sequence
 
+from srft.annotation import bradley_terry_noise
 from srft.world.lexicon import CATEGORIES, CATEGORY_OF, COUNT_WORDS, FILLERS
 
 #: criterion -> weight in the gold score; the weights sum to 1.
@@ -82,21 +81,5 @@ def criteria_scores(prompts: Sequence[str], responses: Sequence[str]) -> list[di
 def noisy_annotator(
     prompts: Sequence[str], responses: Sequence[str], noise: float = 0.28, seed: int = 0
 ) -> list[float]:
-    """An AI annotator: the gold score plus Gumbel noise of scale `noise`, clipped to [0, 1].
-
-    With Gumbel noise on each score, the annotator prefers response a over b with probability
-    sigmoid((gold(a) - gold(b)) / noise): the Bradley-Terry model of a noisy rater. The noise of
-    a response is a deterministic function of (seed, prompt, response), so labels are
-    reproducible.
-    """
-    scores = []
-    for prompt, response in zip(prompts, responses, strict=True):
-        u = _uniform(seed, prompt, response)
-        gumbel = -math.log(-math.log(u))
-        scores.append(min(1.0, max(0.0, gold_score(prompt, response) + noise * gumbel)))
-    return scores
-
-
-def _uniform(seed: int, prompt: str, response: str) -> float:
-    digest = hashlib.blake2b(f"{seed}\x1f{prompt}\x1f{response}".encode(), digest_size=8).digest()
-    return (int.from_bytes(digest, "big") + 0.5) / 2**64
+    """An AI annotator: the gold score with Bradley-Terry noise of scale `noise`."""
+    return bradley_terry_noise(gold_scores(prompts, responses), prompts, responses, noise, seed)

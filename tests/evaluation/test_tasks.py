@@ -103,3 +103,20 @@ def test_mmlu_picks_the_most_likely_letter(monkeypatch):
     items = [{"question": "q", "choices": ["w", "x", "y", "z"], "answer": 2}] * 2
     monkeypatch.setattr(tasks, "continuation_logprobs", lambda *a: [-3.0, -2.0, -0.5, -1.0])
     assert tasks._score_mmlu(None, None, items, Settings(64, 16)) == 1.0
+
+
+def test_multiple_choice_picks_the_most_likely_continuation(monkeypatch):
+    items = [
+        {"prompt": "The capital of France is", "choices": ["Rome", "Paris"], "answer": 1},
+        {"prompt": "The capital of Italy is", "choices": ["Rome", "Paris"], "answer": 0},
+    ]
+    seen = []
+
+    def logprobs(model, tokenizer, context, continuations, max_prompt_length):
+        seen.append((context, continuations))
+        return [-1.0, -0.2]  # always "Paris"
+
+    monkeypatch.setattr(tasks, "continuation_logprobs", logprobs)
+    assert tasks._score_choice(None, None, items, Settings(64, 16)) == 0.5
+    assert seen[0] == ("The capital of France is", ["Rome", "Paris"])
+    assert tasks.kind_of(items[0]).name == "multiple_choice"

@@ -1,0 +1,55 @@
+"""The arithmetic task's verifiable judge and a noisy annotator built on it.
+
+A response scores in [0, 1] on two criteria: `correct` (the answer is a number on the
+response's first line) and `bare` (the response is just that number, as the prompt asks).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from srft.annotation import bradley_terry_noise
+from srft.arithmetic.problems import parse_problem
+
+#: criterion -> weight in the gold score; the weights sum to 1.
+CRITERIA_WEIGHTS: dict[str, float] = {"correct": 0.5, "bare": 0.5}
+
+_NUMBER = re.compile(r"-?\d+")
+_BARE = re.compile(r"-?\d+\.?")
+
+
+def gold_criteria(prompt: str, response: str) -> dict[str, float]:
+    """Each criterion's score, 1 when the response meets it and 0 when not."""
+    problem = parse_problem(prompt)
+    text = response.strip()
+    if problem is None or not text:
+        return dict.fromkeys(CRITERIA_WEIGHTS, 0.0)
+    first_line = text.splitlines()[0]
+    numbers = [int(n) for n in _NUMBER.findall(first_line)]
+    correct = problem.answer in numbers
+    return {
+        "correct": float(correct),
+        "bare": float(correct and _BARE.fullmatch(text) is not None),
+    }
+
+
+def gold_score(prompt: str, response: str) -> float:
+    """The judge's score in [0, 1]: the weighted sum of `gold_criteria`."""
+    criteria = gold_criteria(prompt, response)
+    return sum(CRITERIA_WEIGHTS[name] * value for name, value in criteria.items())
+
+
+def gold_scores(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+    return [gold_score(p, r) for p, r in zip(prompts, responses, strict=True)]
+
+
+def criteria_scores(prompts: Sequence[str], responses: Sequence[str]) -> list[dict[str, float]]:
+    return [gold_criteria(p, r) for p, r in zip(prompts, responses, strict=True)]
+
+
+def noisy_annotator(
+    prompts: Sequence[str], responses: Sequence[str], noise: float = 0.1, seed: int = 0
+) -> list[float]:
+    """The judge's score with Bradley-Terry noise of scale `noise` (see `bradley_terry_noise`)."""
+    return bradley_terry_noise(gold_scores(prompts, responses), prompts, responses, noise, seed)
