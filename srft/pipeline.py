@@ -305,6 +305,10 @@ class Pipeline:
             for key in INPUT_FILE_KEYS
             if key.split(".")[0] in spec.sections and _dotted(config, key)
         }
+        if "evaluation" in spec.sections:
+            payload["benchmark_files"] = {
+                name: _file_hash(source) for name, source in config.evaluation.benchmarks.items()
+            }
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 

@@ -95,7 +95,8 @@ def smollm2(folder: Path) -> dict[str, Any]:
         "sft": {"learning_rate": 2e-4, "batch_size": 16, "epochs": 1},
         "annotation": {
             "callable": f"{judge}:noisy_annotator",
-            "pairs_per_prompt": 2,
+            "samples_per_prompt": 6,
+            "pairs_per_prompt": 3,
             "generation_batch_size": 64,
         },
         "reward_training": {"learning_rate": 1e-4, "batch_size": 32, "max_epochs": 3},

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import srft.pipeline
 import srft.stages.reward
 from srft.artifacts import (
     atomic_write_json,
@@ -239,6 +240,21 @@ def test_a_changed_stage_reruns_with_its_downstream(tmp_path, monkeypatch):
         [1, 2]
     )
     assert (len(calls[1]), len(calls[2])) == (2, 3)
+
+
+def test_a_changed_benchmark_file_reruns_the_stages_that_read_it(tmp_path, monkeypatch):
+    calls = install(monkeypatch, {})
+    specs = srft.pipeline.stage_specs()
+    specs[1] = dataclasses.replace(specs[1], sections=("sft", "evaluation"))
+    benchmark = tmp_path / "bench.jsonl"
+    benchmark.write_text('{"prompt": "a", "answer": "b"}\n')
+    config = stand_in_config(f"evaluation.benchmarks={{x: {benchmark}}}")
+    Pipeline(config, tmp_path / "run").execute([1, 2])
+    Pipeline(config, tmp_path / "run").execute([1, 2])
+    assert (len(calls[1]), len(calls[2])) == (1, 1)
+    benchmark.write_text('{"prompt": "a", "answer": "c"}\n')
+    Pipeline(config, tmp_path / "run").execute([1, 2])
+    assert (len(calls[1]), len(calls[2])) == (2, 2)
 
 
 def test_a_stage_needs_its_upstream_done(tmp_path, monkeypatch):
