@@ -123,4 +123,5 @@ def _load(loader, name: str, what: str, **kwargs):
         # The GGUF's folder holds no config.json; left as the model's origin, peft would look
         # for one on the Hub each time it saves an adapter.
         loaded.config._name_or_path = ""
+        loaded.name_or_path = ""
     return loaded
