@@ -120,3 +120,24 @@ def test_multiple_choice_picks_the_most_likely_continuation(monkeypatch):
     assert tasks._score_choice(None, None, items, Settings(64, 16)) == 0.5
     assert seen[0] == ("The capital of France is", ["Rome", "Paris"])
     assert tasks.kind_of(items[0]).name == "multiple_choice"
+
+
+@needs_shared
+def test_gsm8k_reference_answers_score_every_item(monkeypatch):
+    source = str(DATA / "gsm8k" / "test_100.jsonl")
+    _, items = read_benchmark(source)
+    reference = {tasks.gsm8k_prompt(i["question"]): i["answer"] for i in items}
+    monkeypatch.setattr(
+        tasks, "generate", lambda model, tok, prompts, **kw: [[reference[p]] for p in prompts]
+    )
+    assert run_benchmarks(None, None, {"gsm8k": source}, 64, 16) == {"gsm8k": 1.0}
+
+
+@needs_shared
+@pytest.mark.parametrize(("letter", "share"), [(0, 0.21), (1, 0.28), (2, 0.22), (3, 0.29)])
+def test_a_constant_mmlu_answer_scores_its_letters_share(monkeypatch, letter, share):
+    # The slice's answers are A 21, B 28, C 22, D 29 of 100: chance, letter by letter.
+    constant = [0.0 if i == letter else -1.0 for i in range(4)]
+    monkeypatch.setattr(tasks, "continuation_logprobs", lambda *a: constant)
+    source = str(DATA / "mmlu" / "dev_sample.jsonl")
+    assert run_benchmarks(None, None, {"mmlu": source}, 64, 16) == {"mmlu": share}
