@@ -96,7 +96,7 @@ def smollm2(folder: Path) -> dict[str, Any]:
         "annotation": {
             "callable": f"{judge}:noisy_annotator",
             "samples_per_prompt": 6,
-            "pairs_per_prompt": 3,
+            "pairs_per_prompt": 2,
             "generation_batch_size": 64,
         },
         "reward_training": {"learning_rate": 1e-4, "batch_size": 32, "max_epochs": 3},

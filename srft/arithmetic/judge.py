@@ -1,7 +1,7 @@
 """The arithmetic task's verifiable judge and a noisy annotator built on it.
 
 A response scores in [0, 1] on two criteria: `correct` (the answer is a number on the
-response's first line) and `bare` (the response is just that number, as the prompt asks).
+response's first line) and `bare` (the response is just a number, as the prompt asks).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def gold_criteria(prompt: str, response: str) -> dict[str, float]:
     correct = problem.answer in numbers
     return {
         "correct": float(correct),
-        "bare": float(correct and _BARE.fullmatch(text) is not None),
+        "bare": float(_BARE.fullmatch(text) is not None),
     }
 
 
@@ -49,7 +49,7 @@ def criteria_scores(prompts: Sequence[str], responses: Sequence[str]) -> list[di
 
 
 def noisy_annotator(
-    prompts: Sequence[str], responses: Sequence[str], noise: float = 0.1, seed: int = 0
+    prompts: Sequence[str], responses: Sequence[str], noise: float = 0.05, seed: int = 0
 ) -> list[float]:
     """The judge's score with Bradley-Terry noise of scale `noise` (see `bradley_terry_noise`)."""
     return bradley_terry_noise(gold_scores(prompts, responses), prompts, responses, noise, seed)

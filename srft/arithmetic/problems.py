@@ -45,6 +45,11 @@ class Problem:
     def prompt(self) -> str:
         return f"What is {self.a} {self.op} {self.b}? {INSTRUCTION}"
 
+    @property
+    def worked(self) -> str:
+        """The answer written out as the sum, which the instruction does not ask for."""
+        return f"{self.a} {self.op} {self.b} = {self.answer}"
+
 
 def parse_problem(prompt: str) -> Problem | None:
     """The problem a prompt asks, or None for any other prompt."""
@@ -70,7 +75,9 @@ def write_task(
     n_eval: int = 100,
 ) -> dict[str, Path]:
     """Write the task's files into `folder`; returns their paths by name. Held-out prompts are
-    problems that no SFT demonstration or training prompt contains."""
+    problems that no SFT demonstration or training prompt contains. Half the demonstrations
+    answer with just the number and half write the sum out, as data gathered from two sources
+    would: the policy learns the task in both styles, and the preferences choose the asked one."""
     problems = all_problems(largest)
     random.Random(seed).shuffle(problems)
     held_out, rest = problems[:n_eval], problems[n_eval:]
@@ -80,9 +87,11 @@ def write_task(
         "eval_prompts": folder / "eval_prompts.jsonl",
         "capitals": folder / "capitals.jsonl",
     }
-    atomic_write_jsonl(
-        paths["sft"], [{"prompt": p.prompt, "completion": str(p.answer)} for p in rest[:n_sft]]
-    )
+    demonstrations = [
+        {"prompt": p.prompt, "completion": str(p.answer) if i % 2 else p.worked}
+        for i, p in enumerate(rest[:n_sft])
+    ]
+    atomic_write_jsonl(paths["sft"], demonstrations)
     atomic_write_jsonl(paths["prompts"], [{"prompt": p.prompt} for p in rest])
     atomic_write_jsonl(paths["eval_prompts"], [{"prompt": p.prompt} for p in held_out])
     atomic_write_jsonl(paths["capitals"], capital_questions(seed))

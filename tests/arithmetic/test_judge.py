@@ -12,7 +12,7 @@ PROMPT = "What is 7 + 5? Answer with just the number."
         (" 12.\n", 1.0, 1.0),
         ("7 + 5 = 12", 1.0, 0.0),
         ("7 + 5 = 12\n\nThe number 13 is", 1.0, 0.0),
-        ("13", 0.0, 0.0),
+        ("13", 0.0, 1.0),
         ("To add 7 and 5, we", 0.0, 0.0),
         ("The sum is\n12", 0.0, 0.0),  # the answer must be on the first line
         ("", 0.0, 0.0),
@@ -23,7 +23,12 @@ def test_gold_criteria(response, correct, bare):
 
 
 def test_gold_score_weights_each_criterion_by_half():
-    assert gold_scores([PROMPT] * 3, ["12", "7 + 5 = 12", "13"]) == [1.0, 0.5, 0.0]
+    assert gold_scores([PROMPT] * 4, ["12", "7 + 5 = 12", "13", "7 + 5 = 13"]) == [
+        1.0,
+        0.5,
+        0.5,
+        0.0,
+    ]
 
 
 def test_differences_and_unknown_prompts():
@@ -38,4 +43,4 @@ def test_annotator_noise_is_reproducible_and_clipped():
     assert first != noisy_annotator([PROMPT] * 4, responses, seed=4)
     assert all(0.0 <= s <= 1.0 for s in first)
     exact = noisy_annotator([PROMPT] * 4, responses, noise=1e-9)
-    assert exact == pytest.approx([1.0, 0.5, 0.0, 0.0], abs=1e-6)
+    assert exact == pytest.approx([1.0, 0.5, 0.5, 0.0], abs=1e-6)

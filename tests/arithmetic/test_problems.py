@@ -24,8 +24,12 @@ def test_write_task_holds_out_the_evaluation_problems(tmp_path):
     assert len(held_out) == 8
     assert held_out.isdisjoint(r["prompt"] for r in rows["prompts"])
     assert held_out.isdisjoint(r["prompt"] for r in rows["sft"])
+    styles = set()
     for row in rows["sft"]:
-        assert row["completion"] == str(parse_problem(row["prompt"]).answer)
+        problem = parse_problem(row["prompt"])
+        assert row["completion"] in (str(problem.answer), problem.worked)
+        styles.add(row["completion"] == problem.worked)
+    assert styles == {True, False}
     for row in rows["capitals"]:
         assert len(row["choices"]) == 4 and 0 <= row["answer"] < 4
     assert write_task(tmp_path / "again", seed=1, largest=6, n_sft=10, n_eval=8)
