@@ -101,10 +101,10 @@ def smollm2(folder: Path) -> dict[str, Any]:
         },
         "reward_training": {"learning_rate": 1e-4, "batch_size": 32, "max_epochs": 3},
         "rl_training": {
-            "learning_rate": 1e-4,
+            "learning_rate": 3e-5,
             "batch_size": 16,
             "mini_batch_size": 16,
-            "max_steps": 12,
+            "max_steps": 16,
             "ppo_epochs": 2,
         },
         "evaluation": {
