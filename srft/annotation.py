@@ -8,6 +8,7 @@ import importlib
 import inspect
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,6 +38,27 @@ def bradley_terry_noise(
         u = (int.from_bytes(digest.digest(), "big") + 0.5) / 2**64
         noisy.append(min(1.0, max(0.0, score - noise * math.log(-math.log(u)))))
     return noisy
+
+
+@dataclass(frozen=True)
+class WeightedCriteria:
+    """A judge made of per-criterion scores in [0, 1] and their weights, which sum to 1: a
+    response's score is the weighted sum of its criteria."""
+
+    criteria: Callable[[str, str], dict[str, float]]
+    weights: dict[str, float]
+
+    def score(self, prompt: str, response: str) -> float:
+        found = self.criteria(prompt, response)
+        return sum(self.weights[name] * value for name, value in found.items())
+
+    def scores(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        return [self.score(p, r) for p, r in zip(prompts, responses, strict=True)]
+
+    def criteria_scores(
+        self, prompts: Sequence[str], responses: Sequence[str]
+    ) -> list[dict[str, float]]:
+        return [self.criteria(p, r) for p, r in zip(prompts, responses, strict=True)]
 
 
 def import_callable(spec: str, key: str) -> Callable[..., Any]:

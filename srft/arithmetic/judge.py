@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from srft.annotation import bradley_terry_noise
+from srft.annotation import WeightedCriteria, bradley_terry_noise
 from srft.arithmetic.problems import parse_problem
 
 #: criterion -> weight in the gold score; the weights sum to 1.
@@ -34,18 +34,12 @@ def gold_criteria(prompt: str, response: str) -> dict[str, float]:
     }
 
 
-def gold_score(prompt: str, response: str) -> float:
-    """The judge's score in [0, 1]: the weighted sum of `gold_criteria`."""
-    criteria = gold_criteria(prompt, response)
-    return sum(CRITERIA_WEIGHTS[name] * value for name, value in criteria.items())
-
-
-def gold_scores(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
-    return [gold_score(p, r) for p, r in zip(prompts, responses, strict=True)]
-
-
-def criteria_scores(prompts: Sequence[str], responses: Sequence[str]) -> list[dict[str, float]]:
-    return [gold_criteria(p, r) for p, r in zip(prompts, responses, strict=True)]
+#: the gold judge: `gold_scores` for the win rate, `criteria_scores` for the report's
+#: reward interpretability (config keys evaluation.judge and evaluation.judge_criteria)
+JUDGE = WeightedCriteria(gold_criteria, CRITERIA_WEIGHTS)
+gold_score = JUDGE.score
+gold_scores = JUDGE.scores
+criteria_scores = JUDGE.criteria_scores
 
 
 def noisy_annotator(

@@ -47,7 +47,7 @@ class Problem:
 
     @property
     def worked(self) -> str:
-        """The answer written out as the sum, which the instruction does not ask for."""
+        """The problem written out with its answer ("7 + 5 = 12"): more than the prompt asks."""
         return f"{self.a} {self.op} {self.b} = {self.answer}"
 
 
