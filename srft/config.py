@@ -267,7 +267,9 @@ class ComputeConfig(Section):
         "auto", description="'auto' takes cuda when present, else cpu"
     )
     num_devices: int = Field(1, ge=1, description="Devices, used through accelerate launch")
-    gradient_checkpointing: bool = Field(False, description="Trade compute for memory")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass (SFT, RM and RL updates)"
+    )
     num_threads: int | None = Field(
         None, ge=1, description="CPU threads for torch; None = torch default"
     )

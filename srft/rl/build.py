@@ -44,6 +44,7 @@ def engine_settings(config: SrftConfig, seed_offset: int = 0) -> EngineSettings:
         lam=rl.lam,
         max_grad_norm=rl.max_grad_norm,
         whiten_advantages=rl.whiten_advantages,
+        gradient_checkpointing=config.compute.gradient_checkpointing,
         max_prompt_length=config.data.max_prompt_length,
         max_new_tokens=config.data.max_response_length,
         seed=config.seed + seed_offset,

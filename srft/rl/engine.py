@@ -62,6 +62,7 @@ class EngineSettings:
     lam: float = 0.95
     max_grad_norm: float | None = 1.0
     whiten_advantages: bool = True
+    gradient_checkpointing: bool = False
     max_prompt_length: int = 512
     max_new_tokens: int = 64
     seed: int = 0
@@ -108,6 +109,11 @@ class RLEngine:
         for module in (model.policy, model.critic):
             if module is not None:
                 module.eval()  # no dropout: the old and new log-probabilities must agree
+                if settings.gradient_checkpointing:
+                    # transformers checkpoints layers in train mode only: train mode for the
+                    # update, with dropout off so it computes what eval mode would.
+                    disable_dropout(module)
+                    module.activation_checkpointing_enable({"use_reentrant": False})
         self.reference = reference
         if reference is not None:
             reference.to(device).eval().requires_grad_(False)
@@ -226,6 +232,15 @@ class RLEngine:
 
     def update(self, batch: Batch) -> dict[str, float]:
         """PPO: `ppo_epochs` passes over the batch in shuffled mini-batches. A2C: one pass."""
+        if not self.settings.gradient_checkpointing:
+            return self._update(batch)
+        self.unwrapped.train()
+        try:
+            return self._update(batch)
+        finally:
+            self.unwrapped.eval()
+
+    def _update(self, batch: Batch) -> dict[str, float]:
         s = self.settings
         epochs = s.ppo_epochs if s.algorithm == "PPO" else 1
         size = batch.input_ids.shape[0]
@@ -385,3 +400,12 @@ def rollout_metrics(batch: Batch) -> dict[str, float]:
         "reward": batch.scores.mean().item(),
         "response_tokens": mask.sum(1).mean().item(),
     }
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Zero every dropout probability: dropout modules and attention dropout attributes."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0

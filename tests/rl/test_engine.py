@@ -28,7 +28,13 @@ def fruit_share(prompts, responses, sequences) -> torch.Tensor:
     return torch.tensor(scores)
 
 
-def make_engine(algorithm: str, learning_rate: float, shared: bool = True, seed: int = 0):
+def make_engine(
+    algorithm: str,
+    learning_rate: float,
+    shared: bool = True,
+    seed: int = 0,
+    gradient_checkpointing: bool = False,
+):
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
     policy = build_base_model(tokenizer, hidden_size=32, num_layers=1, seed=seed)
@@ -47,6 +53,7 @@ def make_engine(algorithm: str, learning_rate: float, shared: bool = True, seed:
         max_prompt_length=16,
         max_new_tokens=4,
         seed=seed,
+        gradient_checkpointing=gradient_checkpointing,
     )
     return RLEngine(
         PolicyWithValue(policy, critic),
@@ -67,6 +74,23 @@ def test_rl_raises_a_fixed_reward(algorithm, shared):
     rewards = [engine.step(prompts)[1]["reward"] for _ in range(25)]
     first, last = statistics.fmean(rewards[:3]), statistics.fmean(rewards[-3:])
     assert last > first + 0.2, (first, last)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_gradient_checkpointing_computes_the_same_update(shared):
+    plain = make_engine("PPO", learning_rate=1e-3, shared=shared)
+    checkpointed = make_engine(
+        "PPO", learning_rate=1e-3, shared=shared, gradient_checkpointing=True
+    )
+    for _ in range(2):
+        _, expected = plain.step(PROMPTS * 8)
+        _, got = checkpointed.step(PROMPTS * 8)
+        assert got == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert not checkpointed.unwrapped.training  # back in eval mode for sampling
+    layers = list(checkpointed.unwrapped.modules())
+    assert any(getattr(m, "gradient_checkpointing", False) is True for m in layers)
+    for a, b in zip(plain.unwrapped.parameters(), checkpointed.unwrapped.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
 
 
 def test_first_ppo_epoch_starts_on_policy():
