@@ -112,14 +112,13 @@ def _load(loader, name: str, what: str, **kwargs):
     except OSError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SrftError(f"cannot load {what} '{name}': {first}") from None
-    if "gguf_file" in kwargs and getattr(loaded, "hf_quantizer", None) is not None:
+    if "gguf_file" in kwargs and hasattr(loaded, "config"):
         # The GGUF weights are dequantised on loading: a plain model from here on, which
         # save_pretrained writes as safetensors like any other.
         loaded.hf_quantizer = None
         loaded.is_quantized = False
         if hasattr(loaded.config, "quantization_config"):
             del loaded.config.quantization_config
-    if "gguf_file" in kwargs and hasattr(loaded, "config"):
         # The GGUF's folder holds no config.json; left as the model's origin, peft would look
         # for one on the Hub each time it saves an adapter.
         loaded.config._name_or_path = ""

@@ -60,9 +60,9 @@ class BradleyTerryTrainer(Trainer):
         self.group_by_length = group_by_length
 
     def _get_train_sampler(self, train_dataset=None):
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
         if not self.group_by_length:
             return super()._get_train_sampler(train_dataset)
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
         return LengthGroupedSampler(
             self.args.train_batch_size * self.args.gradient_accumulation_steps,
             lengths=[pair_length(p) for p in dataset],
