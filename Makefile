@@ -31,11 +31,15 @@ format: $(BIN)/.installed
 	$(BIN)/ruff format srft tests benchmarks
 	$(BIN)/ruff check --fix srft tests benchmarks
 
-# The README's configuration table, regenerated from the schema.
+# The README's configuration table, regenerated from the schema, and the stage graph of
+# docs/architecture.md, regenerated from the stage specs.
 docs: $(BIN)/.installed
 	$(BIN)/python -c "from pathlib import Path; from srft.template import config_table; \
 	p = Path('README.md'); s = p.read_text(); i = s.index('| key | default | meaning |'); \
 	p.write_text(s[:i] + config_table())"
+	$(BIN)/python -c "from pathlib import Path; from srft.architecture import write_stage_graph; \
+	from srft.pipeline import stage_specs; \
+	write_stage_graph(Path('docs/architecture.md'), stage_specs())"
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -67,9 +67,10 @@ def build_models(folder: Path) -> None:
 
 
 def srft_worker(folder: Path, steps: int, value_model: str) -> float:
+    from srft.config import ComputeConfig, DataConfig, RLTrainingConfig
     from srft.models.loading import load_critic, load_policy, load_reward_model, load_tokenizer
-    from srft.models.reward import RewardModelFunction
-    from srft.rl.engine import EngineSettings, RLEngine
+    from srft.models.reward import RewardScorer
+    from srft.rl.engine import RLEngine
     from srft.rl.policy import PolicyWithValue
 
     tokenizer = load_tokenizer(str(folder / "policy"))
@@ -81,24 +82,27 @@ def srft_worker(folder: Path, steps: int, value_model: str) -> float:
         else None
     )
     reward = load_reward_model(str(folder / "reward"), tokenizer.pad_token_id)
-    settings = EngineSettings(
+    rl = RLTrainingConfig(
         algorithm="PPO",
         learning_rate=LEARNING_RATE,
-        kl_coef=KL_COEF,
+        kl_penalty=KL_COEF,
         adaptive_kl=False,
         entropy_bonus=0.0,
         batch_size=BATCH,
         mini_batch_size=BATCH,
         ppo_epochs=PPO_EPOCHS,
-        max_prompt_length=PROMPT_LENGTH,
-        max_new_tokens=RESPONSE_LENGTH,
         max_grad_norm=None,  # TRL's PPO loop steps without clipping gradients
     )
+    lengths = DataConfig(max_prompt_length=PROMPT_LENGTH, max_response_length=RESPONSE_LENGTH)
     engine = RLEngine(
         PolicyWithValue(policy, critic),
         tokenizer,
-        RewardModelFunction(reward, tokenizer, tokenizer, PROMPT_LENGTH, RESPONSE_LENGTH),
-        settings,
+        RewardScorer(reward, tokenizer, PROMPT_LENGTH, RESPONSE_LENGTH, policy_tokenizer=tokenizer),
+        rl,
+        lengths,
+        ComputeConfig(),
+        kl_aim_nats=0.05,  # unused: the KL penalty is fixed
+        seed=0,
         reference=reference,
     )
     prompts = json.loads((folder / "prompts.json").read_text())

@@ -96,23 +96,16 @@ def callable_scorer(spec: str, key: str, options: dict[str, Any], seed: int) -> 
 
 def reward_model_scorer(config: SrftConfig) -> Scorer:
     """Scores in [0, 1]: the sigmoid of a reward model's output."""
-    from srft.models.loading import load_reward_model, load_tokenizer
-    from srft.models.reward import score_texts
+    from srft.models.loading import load_reward_scorer
 
-    path = config.annotation.reward_model or ""
-    tokenizer = load_tokenizer(path)
-    model = load_reward_model(path, tokenizer.pad_token_id)
+    scorer = load_reward_scorer(
+        config.annotation.reward_model or "",
+        config.data.max_prompt_length,
+        config.data.max_response_length,
+    )
 
     def score(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
-        rewards = score_texts(
-            model,
-            tokenizer,
-            list(prompts),
-            list(responses),
-            config.data.max_prompt_length,
-            config.data.max_response_length,
-        )
-        return torch.sigmoid(rewards).tolist()
+        return torch.sigmoid(scorer(list(prompts), list(responses))).tolist()
 
     return score
 

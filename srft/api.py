@@ -99,7 +99,8 @@ def rl_finetune(
         save_interval=config.logging.save_interval,
         log_interval=config.logging.log_interval,
     )
-    final = measure_policy(engine, prompts[-max(1, len(prompts) // 10) :])
+    held_out = prompts[-max(1, len(prompts) // 10) :]
+    final = measure_policy(engine, held_out, config.rl_training.batch_size)
     engine.export_policy(output_dir / "model")
     return {
         **final,

@@ -156,6 +156,7 @@ def status(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> 
     from rich.table import Table
 
     from srft.artifacts import read_json
+    from srft.manifests import stage_state
     from srft.run_dir import STAGE_FOLDERS
 
     run = _existing_run(run_dir)
@@ -163,19 +164,13 @@ def status(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> 
     for column in ("stage", "name", "state", "seconds", "gates"):
         table.add_column(column)
     for number, folder in STAGE_FOLDERS.items():
-        manifest_path = run.manifest(number)
-        staging = run.staging(number) / "manifest.json"
-        if manifest_path.exists():
-            m = read_json(manifest_path)
-            gates = " ".join(
-                f"{'✅' if g['passed'] else '❌'}{g['name']}" for g in m.get("gates", [])
-            )
-            table.add_row(str(number), m["name"], m["status"], f"{m['seconds']:.1f}", gates)
-        elif staging.exists():
-            m = read_json(staging)
-            table.add_row(str(number), folder, m.get("status", "running"), "", "")
-        else:
+        m = stage_state(run, number)
+        if m is None:
             table.add_row(str(number), folder, "not run", "", "")
+            continue
+        seconds = f"{m['seconds']:.1f}" if "seconds" in m else ""
+        gates = " ".join(f"{'✅' if g['passed'] else '❌'}{g['name']}" for g in m.get("gates", []))
+        table.add_row(str(number), m["name"], m["status"], seconds, gates)
     Console().print(table)
     if run.summary.exists():
         summary = read_json(run.summary)
@@ -189,7 +184,7 @@ def status(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> 
 def gates(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> None:
     """Print the SRF Quality Gates Status table; exit 1 when a gate failed."""
     from srft.gates import gates_table
-    from srft.pipeline import collect_gates
+    from srft.manifests import collect_gates
 
     found = collect_gates(_existing_run(run_dir))
     typer.echo(gates_table(found))

@@ -25,9 +25,19 @@ from srft.artifacts import (
     replace_dir,
 )
 from srft.config import INPUT_FILE_KEYS, SrftConfig, validate_config
+from srft.decisions import retry_or_stop
 from srft.errors import SrftError
 from srft.gates import Gate
-from srft.run_dir import STAGE_FOLDERS, RunDir
+from srft.manifests import (
+    MANIFEST_FORMAT,
+    collect_gates,
+    published_manifest,
+    stage_manifest,
+    write_summary,
+)
+from srft.outputs import EvaluationOutputs, read_outputs
+from srft.report import write_report
+from srft.run_dir import RunDir
 from srft.stages.base import StageContext, StageResult, StageSpec
 from srft.tracking import Tracker
 
@@ -146,14 +156,16 @@ class Pipeline:
                 self._write_summary("running", started)
                 continue
             adjustment = spec.adjust(effective, result.gates, attempt) if spec.adjust else None
-            origin = adjustment.rerun_from if adjustment else number
-            if adjustment is None or retries.get(number, 0) >= config.gates.max_retries:
-                reason = "retries exhausted" if adjustment else "no adjustment for these gates"
+            verdict, reason = retry_or_stop(
+                adjustment, retries.get(number, 0), config.gates.max_retries
+            )
+            if verdict == "stop" or adjustment is None:
                 self._decide(number, attempt, result.gates, "stop", reason)
                 self._fail_stage(spec, fingerprint, result, seconds, attempt)
                 self._write_summary("failed", started, decision="stop")
                 self._write_report()
                 return RunOutcome("failed", self.run.root, self.gates(), "stop")
+            origin = adjustment.rerun_from
             retries[number] = retries.get(number, 0) + 1
             changes = {**adjustments.get(origin, {}), **adjustment.changes}
             adjustments[origin] = changes
@@ -163,18 +175,19 @@ class Pipeline:
                 attempt,
                 result.gates,
                 "retry",
-                adjustment.reason,
+                reason,
                 changes=adjustment.changes,
                 rerun_from=origin,
             )
             if origin != number:
                 retries[origin] = retries.get(origin, 0)
             index = stages.index(origin) if origin in stages else index
-        status = "passed"
-        decision = self._manifest(7).get("metrics", {}).get("deploy_decision")
-        self._write_summary(status, started, decision)
+        decision = None
+        if published_manifest(self.run, EvaluationOutputs.STAGE):
+            decision = read_outputs(self.run, EvaluationOutputs).deploy_decision
+        self._write_summary("passed", started, decision)
         self._write_report()
-        return RunOutcome(status, self.run.root, self.gates(), decision)
+        return RunOutcome("passed", self.run.root, self.gates(), decision)
 
     def gates(self) -> list[Gate]:
         return collect_gates(self.run)
@@ -199,14 +212,9 @@ class Pipeline:
         workdir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(
             marker,
-            {
-                "stage": spec.number,
-                "name": spec.name,
-                "status": "running",
-                "fingerprint": fingerprint,
-                "settings": settings,
-                "attempt": attempt,
-            },
+            stage_manifest(
+                spec.number, spec.name, "running", fingerprint, attempt, settings=settings
+            ),
         )
         for upstream in spec.upstream_for(config):
             if self._manifest(upstream).get("status") != "done":
@@ -226,6 +234,7 @@ class Pipeline:
             spec.number,
             workdir,
             Tracker(self.run.metrics, spec.number),
+            spec.outputs,
             attempt,
             resume,
         )
@@ -237,26 +246,40 @@ class Pipeline:
 
     def _publish(self, spec, config, fingerprint, result, seconds, attempt, changes) -> None:
         workdir = self.run.staging(spec.number)
-        manifest = _manifest_body(spec, fingerprint, result, seconds, attempt, "done")
-        manifest["adjustments"] = changes
-        manifest["settings"] = {
-            s: getattr(config, s).model_dump(mode="json") for s in spec.sections
-        }
+        manifest = stage_manifest(
+            spec.number,
+            spec.name,
+            "done",
+            fingerprint,
+            attempt,
+            seconds=seconds,
+            outputs=result.outputs,
+            gates=result.gates,
+            adjustments=changes,
+            settings={s: getattr(config, s).model_dump(mode="json") for s in spec.sections},
+        )
         atomic_write_json(workdir / "manifest.json", manifest)
         replace_dir(workdir, self.run.stage(spec.number))
         # Stages downstream of a rerun are stale: their manifests no longer match.
 
     def _fail_stage(self, spec, fingerprint, result, seconds, attempt) -> None:
-        workdir = self.run.staging(spec.number)
-        manifest = _manifest_body(spec, fingerprint, result, seconds, attempt, "failed")
-        atomic_write_json(workdir / "manifest.json", manifest)
+        manifest = stage_manifest(
+            spec.number,
+            spec.name,
+            "failed",
+            fingerprint,
+            attempt,
+            seconds=seconds,
+            outputs=result.outputs,
+            gates=result.gates,
+        )
         # The failed attempt stays in .staging for inspection; the published folder, if an
         # earlier run left one, is untouched.
-        atomic_write_json(self.run.root / ".staging" / f"failed_stage{spec.number}.json", manifest)
+        atomic_write_json(self.run.staging(spec.number) / "manifest.json", manifest)
+        atomic_write_json(self.run.failed_manifest(spec.number), manifest)
 
     def _manifest(self, number: int) -> dict[str, Any]:
-        path = self.run.manifest(number)
-        return read_json(path) if path.exists() else {}
+        return published_manifest(self.run, number)
 
     def _decide(
         self, stage: int, attempt: int, gates: list[Gate], decision: str, reason: str, **extra: Any
@@ -294,7 +317,12 @@ class Pipeline:
     def _fingerprint(self, spec: StageSpec, config: SrftConfig, changes: dict[str, Any]) -> str:
         """A hash of the stage's inputs: its config sections, the settings decisions changed,
         the upstream stages' fingerprints and the input files' contents."""
-        payload: dict[str, Any] = {"stage": spec.number, "seed": config.seed, "changes": changes}
+        payload: dict[str, Any] = {
+            "format": MANIFEST_FORMAT,
+            "stage": spec.number,
+            "seed": config.seed,
+            "changes": changes,
+        }
         for section in spec.sections:
             payload[section] = getattr(config, section).model_dump(mode="json")
         payload["upstream"] = {
@@ -315,81 +343,10 @@ class Pipeline:
     # ---- summary ------------------------------------------------------------------------
 
     def _write_report(self) -> None:
-        from srft.report import write_report  # the report reads the pipeline's gate collection
-
-        write_report(self.run)
+        write_report(self.run, [spec.outputs for spec in self.specs.values()])
 
     def _write_summary(self, status: str, started: float, decision: str | None = None) -> None:
         write_summary(self.run, status, time.time() - started, decision)
-
-
-def collect_gates(run: RunDir) -> list[Gate]:
-    """The gates of every stage, in stage order: of its failed attempt when that is newer than
-    what is published, else of the published stage."""
-    gates: list[Gate] = []
-    for number in STAGE_FOLDERS:
-        published = run.manifest(number)
-        failed = run.root / ".staging" / f"failed_stage{number}.json"
-        manifests = [read_json(p) for p in (published, failed) if p.exists()]
-        if manifests:
-            newest = max(manifests, key=lambda m: m.get("finished", 0))
-            gates += [Gate.from_dict(g) for g in newest.get("gates", [])]
-    return gates
-
-
-def write_summary(run: RunDir, status: str, wall_seconds: float, decision: str | None) -> None:
-    stages: dict[str, Any] = {}
-    metrics: dict[str, Any] = {}
-    for number, folder in STAGE_FOLDERS.items():
-        path = run.manifest(number)
-        if not path.exists():
-            continue
-        manifest = read_json(path)
-        stages[str(number)] = {
-            "name": manifest["name"],
-            "status": manifest["status"],
-            "seconds": manifest["seconds"],
-        }
-        for key, value in manifest.get("metrics", {}).items():
-            if isinstance(value, int | float | str | bool) or value is None:
-                metrics[f"{folder}.{key}"] = value
-    gates = {
-        g.name: {
-            "value": g.value,
-            "threshold": g.to_dict()["threshold"],
-            "passed": g.passed,
-            "stage": g.stage,
-        }
-        for g in collect_gates(run)
-    }
-    atomic_write_json(
-        run.summary,
-        {
-            "status": status,
-            "run": run.name,
-            "wall_seconds": round(wall_seconds, 2),
-            "stages": stages,
-            "gates": gates,
-            "metrics": metrics,
-            "decision": decision,
-        },
-    )
-
-
-def _manifest_body(spec, fingerprint, result: StageResult, seconds, attempt, status) -> dict:
-    return {
-        "stage": spec.number,
-        "name": spec.name,
-        "status": status,
-        "fingerprint": fingerprint,
-        "attempt": attempt,
-        "seconds": round(seconds, 2),
-        "finished": time.time(),
-        "metrics": result.metrics,
-        "gates": [g.to_dict() for g in result.gates],
-        "checks": result.checks,
-        "artifacts": result.artifacts,
-    }
 
 
 def _with_changes(config: SrftConfig, changes: dict[str, Any]) -> SrftConfig:

@@ -6,6 +6,7 @@ measured says why."""
 from __future__ import annotations
 
 import html
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,22 @@ from markdown_it import MarkdownIt
 
 from srft.artifacts import atomic_write_text, read_json, read_jsonl
 from srft.gates import Gate
-from srft.pipeline import collect_gates
+from srft.manifests import collect_gates, latest_manifest
+from srft.outputs import (
+    RECORDS,
+    EvaluationOutputs,
+    IterationOutputs,
+    PreferenceOutputs,
+    RewardOutputs,
+    RewardValidationOutputs,
+    RLOutputs,
+    SFTOutputs,
+    StageOutputs,
+    outputs_from_manifest,
+)
 from srft.plots import figures
 from srft.run_dir import STAGE_FOLDERS, RunDir
+from srft.tables import iteration_table
 
 DEFINITIONS = """\
 - **preference gap**: mean over pairs of `s(chosen) - s(rejected)`, with `s` the annotator's
@@ -33,17 +47,18 @@ DEFINITIONS = """\
 """
 
 
-def write_report(run: RunDir) -> Path:
-    """Write report.md for the run as it stands; returns its path."""
+def write_report(run: RunDir, records_of: Sequence[type[StageOutputs]] = RECORDS) -> Path:
+    """Write report.md for the run as it stands, reading each stage's outputs record (of the
+    classes `records_of`); returns its path."""
     manifests = {}
-    for number in STAGE_FOLDERS:  # a failed attempt newer than the published stage shows
-        found = [
-            read_json(path)
-            for path in (run.manifest(number), run.root / ".staging" / f"failed_stage{number}.json")
-            if path.exists()
-        ]
-        if found:
-            manifests[number] = max(found, key=lambda m: m.get("finished", 0))
+    records: dict[int, StageOutputs] = {}
+    for record in records_of:  # a failed attempt newer than the published stage shows
+        manifest = latest_manifest(run, record.STAGE)
+        if manifest is not None and manifest.get("status") != "running":
+            manifests[record.STAGE] = manifest
+            records[record.STAGE] = outputs_from_manifest(
+                record, manifest, run.stage(record.STAGE), check_files=False
+            )
     gates = collect_gates(run)
     summary = read_json(run.summary) if run.summary.exists() else {}
     lines = [
@@ -68,21 +83,20 @@ def write_report(run: RunDir) -> Path:
         lines.append(f"| {number} {m['name']} | {m['status']} | {m['seconds']:.1f} |")
     lines += ["", "## Stage-by-stage checklists", ""]
     by_stage = {n: {g.name: g for g in gates if g.stage == n} for n in STAGE_FOLDERS}
-    for number, render in CHECKLISTS.items():
-        manifest = manifests.get(number)
-        lines.append(f"### Stage {number}: {TITLES[number]}")
+    for number, title in TITLES.items():
+        lines += [f"### Stage {number}: {title}", ""]
+        record = records.get(number)
+        render = CHECKLISTS.get(type(record))
+        if record is None:
+            lines.append("- [ ] not run in this run directory")
+        elif render is None:
+            lines.append(f"- [ ] no checklist for {type(record).__name__}")
+        else:
+            lines += render(record, by_stage[number])
         lines.append("")
-        if manifest is None:
-            lines += ["- [ ] not run in this run directory", ""]
-            continue
-        metrics = manifest.get("metrics", {})
-        checks = manifest.get("checks", {})
-        for item in render(metrics, checks, by_stage[number]):
-            lines.append(item)
-        lines.append("")
-    iterations = manifests.get(6, {}).get("metrics", {}).get("iterations")
-    if iterations:
-        lines += ["## Iterations", "", iteration_table(iterations), ""]
+    iterations = records.get(IterationOutputs.STAGE)
+    if isinstance(iterations, IterationOutputs) and iterations.iterations:
+        lines += ["## Iterations", "", iteration_table(iterations.iterations), ""]
     decisions = read_jsonl(run.decisions) if run.decisions.exists() else []
     notable = [d for d in decisions if d["decision"] != "pass"]
     lines += ["## Decisions", ""]
@@ -93,7 +107,12 @@ def write_report(run: RunDir) -> Path:
     markdown = "\n".join(lines)
     atomic_write_text(run.report_md, markdown)
     rows = read_jsonl(run.metrics) if run.metrics.exists() else []
-    atomic_write_text(run.report_html, render_html(run.name, markdown, figures(rows, iterations)))
+    table = (
+        [row.model_dump() for row in iterations.iterations]
+        if isinstance(iterations, IterationOutputs)
+        else None
+    )
+    atomic_write_text(run.report_html, render_html(run.name, markdown, figures(rows, table)))
     return run.report_md
 
 
@@ -145,191 +164,169 @@ def _number(value: Any, digits: int = 4) -> str:
     )
 
 
-def _stage1(m: dict, c: dict, g: dict) -> list[str]:
-    baseline = m.get("baseline", {})
+def _stage1(o: SFTOutputs, g: dict[str, Gate]) -> list[str]:
     rows = [
         _box(True, "Base model loaded and verified"),
-        _box(True, f"SFT data validated: {m.get('train_examples')} train examples"),
-        _box(
-            True,
-            f"Train/validation split created: {m.get('train_examples')}/{m.get('val_examples')}",
-        ),
-        _box(m.get("trained"), "SFT training completed successfully"),
-        _box(
-            m.get("val_perplexity") is not None,
-            f"Validation perplexity: {_number(m.get('val_perplexity'))}",
-        ),
-        _box(bool(baseline), "Capability benchmarks run and recorded"),
+        _box(True, f"SFT data validated: {o.train_examples} train examples"),
+        _box(True, f"Train/validation split created: {o.train_examples}/{o.val_examples}"),
+        _box(o.trained, "SFT training completed successfully"),
+        _box(True, f"Validation perplexity: {_number(o.val_perplexity)}"),
+        _box(bool(o.baseline), "Capability benchmarks run and recorded"),
     ]
     for name in ("mmlu", "humaneval", "gsm8k"):
-        if name not in baseline:
+        if name not in o.baseline:
             rows.append(
                 _box(None, f"  {name} score: _____", "not configured in evaluation.benchmarks")
             )
-    for name, score in sorted(baseline.items()):
+    for name, score in sorted(o.baseline.items()):
         rows.append(_box(True, f"  {name}: {score:.4f}"))
     rows.append(_box(True, "Model checkpoint saved: stage1_sft/model (save_pretrained)"))
     return rows
 
 
-def _stage2(m: dict, c: dict, g: dict) -> list[str]:
+def _stage2(o: PreferenceOutputs, g: dict[str, Gate]) -> list[str]:
     return [
         _box(
-            m.get("unique_prompts", 0) >= 1000,
-            f"Prompt dataset: {m.get('unique_prompts')} unique prompts (target >= 1000)",
+            o.unique_prompts >= 1000,
+            f"Prompt dataset: {o.unique_prompts} unique prompts (target >= 1000)",
         ),
         _box(
-            m.get("samples_per_prompt", 2) >= 2,
-            f"Responses per prompt: {m.get('samples_per_prompt', 'from file')}",
+            (o.samples_per_prompt or 2) >= 2,
+            f"Responses per prompt: {o.samples_per_prompt or 'from file'}",
         ),
-        _box(True, f"Preference pairs collected ({m.get('source')})"),
+        _box(True, f"Preference pairs collected ({o.source})"),
         _box(True, "Data format validated (JSONL prompt/chosen/rejected)"),
         _gate_box(g, "preference_gap", "Preference gap"),
         _gate_box(g, "pair_count", "Pair count"),
         _gate_box(g, "decontamination", "Decontamination score"),
+        _box(True, f"Data splits created: {o.pairs_train} train / {o.pairs_val} validation"),
         _box(
-            True,
-            f"Data splits created: {m.get('pairs_train')} train / {m.get('pairs_val')} validation",
-        ),
-        _box(
-            m.get("label_judge_disagreement") is not None,
-            f"Labels disagreeing with the judge: {_number(m.get('label_judge_disagreement'))}",
+            o.label_judge_disagreement is not None,
+            f"Labels disagreeing with the judge: {_number(o.label_judge_disagreement)}",
         ),
     ]
 
 
-def _stage3(m: dict, c: dict, g: dict) -> list[str]:
+def _stage3(o: RewardOutputs, g: dict[str, Gate]) -> list[str]:
     return [
-        _box(True, f"Reward model initialised from {m.get('base')}"),
-        _box(
-            True,
-            f"Training data loaded: {m.get('train_pairs')} pairs, {m.get('val_pairs')} validation",
-        ),
+        _box(True, f"Reward model initialised from {o.base}"),
+        _box(True, f"Training data loaded: {o.train_pairs} pairs, {o.val_pairs} validation"),
         _box(True, "Loss function: binary cross-entropy on r(chosen) - r(rejected)"),
         _gate_box(g, "reward_accuracy_train", "Training accuracy"),
         _gate_box(g, "reward_accuracy_val", "Validation accuracy"),
         _box(True, "Loss curves in metrics.jsonl"),
-        _box(True, f"Best checkpoint saved ({m.get('best_checkpoint')})"),
+        _box(True, f"Best checkpoint saved ({o.best_checkpoint})"),
     ]
 
 
-def _stage4(m: dict, c: dict, g: dict) -> list[str]:
-    consistency = c.get("consistency", {})
-    length = c.get("length_bias", {})
-    judge = m.get("reward_accuracy_judge")
+def _stage4(o: RewardValidationOutputs, g: dict[str, Gate]) -> list[str]:
     return [
-        _box(True, f"Held-out set: {m.get('held_out_pairs')} pairs"),
+        _box(True, f"Held-out set: {o.held_out_pairs} pairs"),
         _gate_box(g, "reward_accuracy_val", "Validation accuracy"),
         _gate_box(g, "train_val_gap", "Train/val gap"),
-        _box(judge is not None, f"Accuracy against the judge: {_number(judge)}"),
         _box(
-            bool(c.get("edge_cases")),
+            o.reward_accuracy_judge is not None,
+            f"Accuracy against the judge: {_number(o.reward_accuracy_judge)}",
+        ),
+        _box(
+            bool(o.edge_cases),
             "Edge case testing completed (empty, truncated, repeated, prompt echoed)",
         ),
         _box(
-            consistency.get("consistent"),
-            f"Reward consistency: max difference {_number(consistency.get('max_abs_diff'), 6)}",
+            o.consistency.consistent,
+            f"Reward consistency: max difference {_number(o.consistency.max_abs_diff, 6)}",
         ),
-        _box(bool(c.get("failure_modes")), "Failure modes documented (validation_report.md)"),
+        _box(bool(o.failure_modes), "Failure modes documented (validation_report.md)"),
         _box(
-            length.get("correlation") is not None,
-            f"Length bias: reward/length correlation {_number(length.get('correlation'))}",
+            o.length_bias.correlation is not None,
+            f"Length bias: reward/length correlation {_number(o.length_bias.correlation)}",
         ),
     ]
 
 
-def _stage5(m: dict, c: dict, g: dict) -> list[str]:
+def _stage5(o: RLOutputs, g: dict[str, Gate]) -> list[str]:
     return [
-        _box(True, f"RL algorithm: {m.get('algorithm')} (value model: {m.get('value_model')})"),
+        _box(True, f"RL algorithm: {o.algorithm} (value model: {o.value_model})"),
         _box(True, "Policy initialised from the SFT model; reward model frozen"),
         _box(
             True,
-            f"Training: {m.get('steps')} steps, {m.get('episodes')} episodes, {m.get('rollbacks')} KL rollbacks",
+            f"Training: {o.steps} steps, {o.episodes} episodes, {o.rollbacks} KL rollbacks",
         ),
         _gate_box(g, "kl_divergence", "KL divergence"),
         _gate_box(g, "entropy", "Entropy"),
         _box(
-            c.get("reward_improving"),
-            f"Average reward trending up: {_number(m.get('reward_first_steps'))} -> {_number(m.get('reward_last_steps'))}",
+            o.reward_improving,
+            f"Average reward trending up: {_number(o.reward_first_steps)} -> "
+            f"{_number(o.reward_last_steps)}",
         ),
         _box(
             None,
-            f"Policy loss: {_number(m.get('policy_loss_first_steps'))} -> {_number(m.get('policy_loss_last_steps'))}",
+            f"Policy loss: {_number(o.policy_loss_first_steps)} -> "
+            f"{_number(o.policy_loss_last_steps)}",
             "a PPO surrogate has no trend to expect",
         ),
         _box(True, "Checkpoints and logs saved (stage5_rl/checkpoints, metrics.jsonl)"),
     ]
 
 
-def _stage6(m: dict, c: dict, g: dict) -> list[str]:
-    rows = [_box(True, f"Score source: {m.get('score_source')}")]
-    for row in m.get("iterations", []):
+def _stage6(o: IterationOutputs, g: dict[str, Gate]) -> list[str]:
+    rows = [_box(True, f"Score source: {o.score_source}")]
+    for row in o.iterations:
         rows.append(
             _box(
-                row["status"] != "rolled_back",
-                f"Iteration {row['iteration']} score: {row['score']:.4f} ({row['status']})",
+                row.status != "rolled_back",
+                f"Iteration {row.iteration} score: {row.score:.4f} ({row.status})",
             )
         )
     rows += [
-        _box(True, f"Best iteration: {m.get('best_iteration')}"),
-        _box(True, f"Decision: {m.get('stop_reason')}"),
+        _box(True, f"Best iteration: {o.best_iteration}"),
+        _box(True, f"Decision: {o.stop_reason}"),
         _gate_box(g, "kl_divergence", "KL divergence"),
         _gate_box(g, "entropy", "Entropy"),
     ]
     return rows
 
 
-def _stage7(m: dict, c: dict, g: dict) -> list[str]:
-    rows = [_box(True, f"Final model: {Path(str(m.get('final_model'))).parent.name}")]
-    baseline = m.get("baseline", {})
-    for name, score in sorted(m.get("benchmarks", {}).items()):
-        rows.append(_box(True, f"  {name}: {score:.4f} (baseline: {baseline.get(name, 0):.4f})"))
-    final, sft = m.get("final", {}), m.get("sft", {})
+def _stage7(o: EvaluationOutputs, g: dict[str, Gate]) -> list[str]:
+    rows = [_box(True, f"Final model: {Path(o.final_model).parent.name}")]
+    for name, score in sorted(o.benchmarks.items()):
+        rows.append(_box(True, f"  {name}: {score:.4f} (baseline: {o.baseline.get(name, 0):.4f})"))
+    hacking = o.reward_hacking
+    found = "FLAGGED" if hacking else "not flagged" if hacking is False else "no judge"
     rows += [
         _gate_box(g, "capability_retention", "Retention rate"),
         _gate_box(g, "win_rate", "Win rate vs SFT"),
         _box(
             True,
-            f"Reward model score on held-out prompts: {_number(final.get('reward'))} (SFT: {_number(sft.get('reward'))})",
+            f"Reward model score on held-out prompts: {_number(o.final.reward)} "
+            f"(SFT: {_number(o.sft.reward)})",
         ),
         _box(None, "Human eval score: _____ /10", "no human evaluation in an automated run"),
         _gate_box(g, "kl_divergence", "Final KL divergence"),
         _gate_box(g, "reward_accuracy_val", "Reward accuracy maintained"),
         _box(
             bool(
-                c.get("reward_criterion_correlation")
-                or c.get("reward_length_correlation") is not None
+                o.interpretability.reward_criterion_correlation
+                or o.interpretability.reward_length_correlation is not None
             ),
-            _interpretability(c),
+            _interpretability(o),
         ),
         _box(
-            m.get("reward_hacking") is False,
-            f"Reward hacking check: {'FLAGGED' if m.get('reward_hacking') else 'not flagged' if m.get('reward_hacking') is False else 'no judge'} (reward {_number(m.get('reward_gain'))}, judge {_number(m.get('judge_gain'))})",
+            hacking is False,
+            f"Reward hacking check: {found} (reward {_number(o.reward_gain)}, "
+            f"judge {_number(o.judge_gain)})",
         ),
-        _box(True, f"Deployment decision: {m.get('deploy_decision')}"),
+        _box(True, f"Deployment decision: {o.deploy_decision}"),
     ]
     return rows
 
 
-def _interpretability(c: dict) -> str:
-    parts = [f"reward/length correlation {_number(c.get('reward_length_correlation'))}"]
-    for name, value in (c.get("reward_criterion_correlation") or {}).items():
+def _interpretability(o: EvaluationOutputs) -> str:
+    found = o.interpretability
+    parts = [f"reward/length correlation {_number(found.reward_length_correlation)}"]
+    for name, value in (found.reward_criterion_correlation or {}).items():
         parts.append(f"{name} {_number(value)}")
     return "Reward interpretability: " + ", ".join(parts)
-
-
-def iteration_table(table: list[dict]) -> str:
-    """The per-iteration table of stage 6 as Markdown."""
-    lines = [
-        "| iteration | score | RM accuracy (val) | KL (nats/token) | entropy (nats) | status |",
-        "|---|---|---|---|---|---|",
-    ]
-    for row in table:
-        lines.append(
-            f"| {row['iteration']} | {row['score']:.4f} | {row['reward_accuracy_val']:.4f} | "
-            f"{row['kl_per_token_nats']:.4f} | {row['entropy_nats']:.4f} | {row['status']} |"
-        )
-    return "\n".join(lines)
 
 
 TITLES = {
@@ -341,4 +338,12 @@ TITLES = {
     6: "Iterative Training",
     7: "Evaluation & Monitoring",
 }
-CHECKLISTS = {1: _stage1, 2: _stage2, 3: _stage3, 4: _stage4, 5: _stage5, 6: _stage6, 7: _stage7}
+CHECKLISTS: dict[type, Callable[[Any, dict[str, Gate]], list[str]]] = {
+    SFTOutputs: _stage1,
+    PreferenceOutputs: _stage2,
+    RewardOutputs: _stage3,
+    RewardValidationOutputs: _stage4,
+    RLOutputs: _stage5,
+    IterationOutputs: _stage6,
+    EvaluationOutputs: _stage7,
+}

@@ -61,7 +61,12 @@ class RunDir:
         return self.root / ".staging" / STAGE_FOLDERS[number]
 
     def manifest(self, number: int) -> Path:
+        """The manifest of a published stage."""
         return self.stage(number) / "manifest.json"
+
+    def failed_manifest(self, number: int) -> Path:
+        """The manifest of a stage's last failed attempt (its gates blocked publishing)."""
+        return self.root / ".staging" / f"failed_stage{number}.json"
 
     def model(self, number: int) -> Path:
         """The final model a training stage keeps."""

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -22,10 +23,12 @@ from srft.artifacts import (
     replace_dir,
 )
 from srft.config import GATE_NAMES, SrftConfig, load_config
+from srft.decisions import Adjustment
 from srft.errors import SrftError
+from srft.outputs import RewardOutputs, StageOutputs
 from srft.pipeline import Pipeline, parse_stages, stage_specs
 from srft.run_dir import RunDir
-from srft.stages.base import Adjustment, StageContext, StageResult, StageSpec
+from srft.stages.base import StageContext, StageResult, StageSpec
 
 # --- parse_stages ----------------------------------------------------------------------------
 
@@ -168,9 +171,23 @@ class Interrupted(Exception):
     """Stands for a crash or Ctrl-C in the middle of a stage."""
 
 
-def finished(ctx: StageContext) -> StageResult:
+class FirstOutputs(StageOutputs):
+    STAGE: ClassVar[int] = 1
+    out: Path = Path("out.txt")
+    value: float = 1.0
+
+
+class SecondOutputs(FirstOutputs):
+    STAGE: ClassVar[int] = 2
+
+
+def outputs_of(ctx: StageContext) -> StageOutputs:
     (ctx.workdir / "out.txt").write_text(f"stage {ctx.number}")
-    return StageResult(metrics={"value": 1.0})
+    return ctx.outputs()
+
+
+def finished(ctx: StageContext) -> StageResult:
+    return StageResult(outputs_of(ctx))
 
 
 def install(monkeypatch, runs: dict[int, Callable], adjust=None) -> dict[int, list[StageContext]]:
@@ -186,11 +203,12 @@ def install(monkeypatch, runs: dict[int, Callable], adjust=None) -> dict[int, li
         return wrapper
 
     specs = {
-        1: StageSpec(1, "sft", recorded(1, runs.get(1, finished)), sections=("sft",)),
+        1: StageSpec(1, "sft", recorded(1, runs.get(1, finished)), FirstOutputs, sections=("sft",)),
         2: StageSpec(
             2,
             "preferences",
             recorded(2, runs.get(2, finished)),
+            SecondOutputs,
             sections=("annotation", "constraints", "gates"),
             upstream=(1,),
             adjust=adjust,
@@ -273,7 +291,7 @@ def interrupted_first(seen: list[bool]) -> Callable[[StageContext], StageResult]
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
             checkpoint.write_text("half way")
             raise Interrupted
-        return StageResult()
+        return StageResult(outputs_of(ctx))
 
     return run
 
@@ -322,9 +340,10 @@ def test_staging_folder_that_does_not_match_is_not_resumed(tmp_path, monkeypatch
 
 def failing_gate(ctx: StageContext) -> StageResult:
     """Stage 2 with a pair count of 5 against the configured minimum."""
+    outputs = outputs_of(ctx)
     (ctx.workdir / "out.txt").write_text(f"attempt {ctx.attempt}")
     gate = ctx.gate("pair_count", 5.0, float(ctx.config.constraints.min_pairs), ">=")
-    return StageResult(gates=[gate])
+    return StageResult(outputs, [gate])
 
 
 def test_failed_gate_without_adjustment_stops(tmp_path, monkeypatch):
@@ -365,7 +384,7 @@ def more_samples(config: SrftConfig, failed, attempt: int) -> Adjustment:
 def count_grows_with_samples(ctx: StageContext) -> StageResult:
     """Stage 2 whose pair count is 25 per sample per prompt: 4 -> 100, 8 -> 200, 16 -> 400."""
     count = 25.0 * ctx.config.annotation.samples_per_prompt
-    return StageResult(gates=[ctx.gate("pair_count", count, 200.0, ">=")])
+    return StageResult(outputs_of(ctx), [ctx.gate("pair_count", count, 200.0, ">=")])
 
 
 def test_retry_with_adjusted_settings_then_pass(tmp_path, monkeypatch):
@@ -404,14 +423,24 @@ def resume_checkpoint_of_stage_3(tmp_path, monkeypatch, folders: list[str]) -> s
 
     def fit(*args, resume_from_checkpoint=None, **kwargs):
         captured["checkpoint"] = resume_from_checkpoint
-        return {"accuracy_train": 0.9, "accuracy_val": 0.8}
+        return {
+            "accuracy_train": 0.9,
+            "accuracy_val": 0.8,
+            "loss_train": 0.3,
+            "loss_val": 0.4,
+            "best_checkpoint": "checkpoint-16",
+        }
 
     monkeypatch.setattr(srft.stages.reward, "read_pairs", lambda path: SimpleNamespace(pairs=[]))
     monkeypatch.setattr(srft.stages.reward, "load_reward_model", lambda name, pad, **kw: None)
     tokenizer = SimpleNamespace(pad_token_id=0)
     monkeypatch.setattr(srft.stages.reward, "load_tokenizer", lambda name: tokenizer)
     monkeypatch.setattr(srft.stages.reward, "fit_reward_model", fit)
-    ctx = StageContext(SrftConfig(), RunDir(tmp_path / "run"), 3, tmp_path, None, resume=True)
+    pairs = SimpleNamespace(train_pairs_file="train", val_pairs_file="val", model="sft")
+    monkeypatch.setattr(StageContext, "upstream", lambda self, record: pairs)
+    ctx = StageContext(
+        SrftConfig(), RunDir(tmp_path / "run"), 3, tmp_path, None, RewardOutputs, resume=True
+    )
     srft.stages.reward.run(ctx)
     return captured["checkpoint"]
 
@@ -678,7 +707,7 @@ def test_stages_5_to_7_finish_the_run_with_a_report(good_run):
     for number in (5, 6, 7):
         assert read_json(run.manifest(number))["status"] == "done"
     assert (run.model(5) / "model.safetensors").is_file()
-    rl = read_json(run.manifest(5))["metrics"]
+    rl = read_json(run.manifest(5))["outputs"]
     assert rl["steps"] == 6
     assert rl["episodes"] == 96
     assert rl["final_kl_per_token_nats"] >= 0
@@ -689,8 +718,8 @@ def test_stages_5_to_7_finish_the_run_with_a_report(good_run):
     assert table[1]["status"] in ("accepted", "converged", "rolled_back")
     assert (run.stage(6) / "model" / "model.safetensors").is_file()
     evaluation = read_json(run.stage(7) / "evaluation_report.json")
-    assert set(evaluation["metrics"]["benchmarks"]) == {"next", "last"}
-    assert 0 <= evaluation["metrics"]["win_rate"] <= 1
+    assert set(evaluation["benchmarks"]) == {"next", "last"}
+    assert 0 <= evaluation["win_rate"] <= 1
     assert "reward_criterion_correlation" in evaluation["interpretability"]
 
     summary = read_json(run.summary)
@@ -734,7 +763,7 @@ def test_interrupted_rl_resumes_from_its_last_checkpoint(good_run, monkeypatch, 
         lambda: {**real, 5: dataclasses.replace(real[5], run=recorded)},
     )
     assert Pipeline(good_run.config, run.root).execute([5]).status == "passed"
-    metrics = read_json(run.manifest(5))["metrics"]
+    metrics = read_json(run.manifest(5))["outputs"]
     assert seen == [True]
     assert (metrics["resumed_from_step"], metrics["steps"]) == (3, 6)
 
@@ -762,7 +791,7 @@ def test_a_reward_model_that_rewards_filler_is_flagged_as_hacked(tmp_path):
     run = RunDir(tmp_path / "run")
     outcome = run_restoring_threads(config, run.root, [1, 2, 3, 4, 5, 6, 7])
     assert outcome.status == "passed"
-    metrics = read_json(run.stage(7) / "evaluation_report.json")["metrics"]
+    metrics = read_json(run.stage(7) / "evaluation_report.json")
     assert metrics["reward_gain"] > 0
     assert metrics["judge_gain"] <= 0.01
     assert metrics["reward_hacking"] is True
@@ -827,8 +856,14 @@ def test_evaluate_rm_prints_one_json_object(good_run):
     )
     assert result.exit_code == 0, result.output
     found = json.loads(result.output.strip().splitlines()[-1])
-    assert list(found) == ["accuracy", "n", "mean_margin", "length_correlation"]
-    stage4 = read_json(run.manifest(4))["metrics"]
+    assert list(found) == [
+        "accuracy",
+        "n",
+        "mean_margin",
+        "length_correlation",
+        "rm_prefers_longer",
+    ]
+    stage4 = read_json(run.manifest(4))["outputs"]
     assert found["accuracy"] == pytest.approx(stage4["reward_accuracy_val"])
     assert found["n"] == stage4["held_out_pairs"]
 
@@ -889,7 +924,7 @@ def test_the_hh_rm_profile_trains_a_minilm_reward_model_on_hh_rlhf(tmp_path):
     outcome = run_restoring_threads(config, run.root, [2, 3, 4])
     assert outcome.status == "passed"
     assert not run.stage(1).exists()  # imported pairs and a separate RM need no SFT policy
-    data = read_json(run.manifest(2))["metrics"]
+    data = read_json(run.manifest(2))["outputs"]
     assert (data["source"], data["pairs"]) == ("file", 60)
     gap = next(g for g in outcome.gates if g.name == "preference_gap")
     assert gap.value is None and gap.mode == "warn"  # HH-RLHF carries no scores
@@ -942,12 +977,12 @@ def test_the_smollm2_profile_runs_all_seven_stages_on_arithmetic(tmp_path):
     assert {g.name for g in outcome.gates if g.value is not None} >= {
         "pair_count", "reward_accuracy_val", "kl_divergence", "win_rate", "capability_retention"
     }  # fmt: skip
-    sft = read_json(run.manifest(1))["metrics"]
+    sft = read_json(run.manifest(1))["outputs"]
     assert set(sft["baseline"]) == {"capitals"}
     model_config = json.loads((run.model(3) / "config.json").read_text())
     assert model_config["architectures"] == ["BertForSequenceClassification"]
     policy_config = json.loads((run.model(5) / "config.json").read_text())
     assert policy_config["architectures"] == ["LlamaForCausalLM"]
-    report = read_json(run.stage(7) / "evaluation_report.json")["metrics"]
+    report = read_json(run.stage(7) / "evaluation_report.json")
     assert 0.0 <= report["sft"]["judge_score"] <= 1.0
     assert 0.0 <= report["final"]["judge_score"] <= 1.0

@@ -1,4 +1,4 @@
-"""Evaluating any reward model on any pair file: accuracy, margin, length correlation."""
+"""Evaluating any reward model on any pair file: accuracy, margin, length bias."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from srft.data.pairs import read_pairs
-from srft.evaluation.alignment import pearson
-from srft.models.loading import load_reward_model, load_tokenizer
-from srft.models.reward import pair_accuracy, score_pairs
+from srft.evaluation.reward_probes import length_bias
+from srft.models.loading import load_reward_scorer
+from srft.models.reward import pair_accuracy
 
 
 def evaluate_reward_model(
@@ -22,20 +22,20 @@ def evaluate_reward_model(
     batch_size: int = 32,
 ) -> dict[str, Any]:
     """`accuracy` (**reward accuracy**: fraction of pairs with r(chosen) > r(rejected), ties
-    counted half), `n` pairs, `mean_margin` (mean of r(chosen) - r(rejected)) and
-    `length_correlation` (Pearson correlation of reward with response length in words, over
-    every chosen and rejected response; None when either side is constant)."""
+    counted half), `n` pairs, `mean_margin` (mean of r(chosen) - r(rejected)),
+    `length_correlation` (Pearson correlation of reward with response length in tokens, over
+    every chosen and rejected response; None when either side is constant) and
+    `rm_prefers_longer` (share of pairs differing in length where the RM prefers the longer)."""
     pairs = read_pairs(pairs_file, score_scale=score_scale, on_invalid=on_invalid).pairs
-    tokenizer = load_tokenizer(model_dir)
-    model = load_reward_model(model_dir, tokenizer.pad_token_id, trained=True)
-    chosen, rejected = score_pairs(
-        model, tokenizer, pairs, max_prompt_length, max_response_length, batch_size
+    scorer = load_reward_scorer(
+        model_dir, max_prompt_length, max_response_length, trained=True, batch_size=batch_size
     )
-    responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-    rewards = chosen.tolist() + rejected.tolist()
+    chosen, rejected = scorer.pairs(pairs)
+    lengths = length_bias(scorer, pairs, chosen, rejected)
     return {
         "accuracy": pair_accuracy(chosen, rejected),
         "n": len(pairs),
         "mean_margin": (chosen - rejected).mean().item(),
-        "length_correlation": pearson(rewards, [len(r.split()) for r in responses]),
+        "length_correlation": lengths.correlation,
+        "rm_prefers_longer": lengths.rm_prefers_longer,
     }

@@ -17,6 +17,7 @@ from transformers import (
 
 from srft.config import ComputeConfig
 from srft.errors import SrftError
+from srft.models.reward import RewardScorer
 
 
 def resolve_device(compute: ComputeConfig) -> torch.device:
@@ -80,6 +81,22 @@ def load_reward_model(
     if model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id
     return model.to(device) if device is not None else model
+
+
+def load_reward_scorer(
+    name: str,
+    max_prompt: int,
+    max_response: int,
+    *,
+    trained: bool = False,
+    policy_tokenizer: PreTrainedTokenizerBase | None = None,
+    device: torch.device | None = None,
+    batch_size: int = 256,
+) -> RewardScorer:
+    """The reward model at `name` with its tokenizer, as a frozen scorer of texts."""
+    tokenizer = load_tokenizer(name)
+    model = load_reward_model(name, tokenizer.pad_token_id, device, trained=trained)
+    return RewardScorer(model, tokenizer, max_prompt, max_response, batch_size, policy_tokenizer)
 
 
 def load_critic(name: str, pad_token_id: int | None, device: torch.device | None = None):

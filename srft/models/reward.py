@@ -69,83 +69,55 @@ def score_sequences(
     return rewards
 
 
-def score_texts(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: list[str],
-    responses: list[str],
-    max_prompt: int,
-    max_response: int,
-    batch_size: int = 256,
-) -> torch.Tensor:
-    sequences = [
-        encode_pair_text(tokenizer, p, r, max_prompt, max_response)
-        for p, r in zip(prompts, responses, strict=True)
-    ]
-    return score_sequences(model, sequences, tokenizer.pad_token_id, batch_size)
+class RewardScorer:
+    """A frozen reward model scoring (prompt, response) texts the way stage 3 trained it: the
+    one wrapper behind RM validation, RL rewards, annotation by a reward model and
+    `srft evaluate-rm`. Rewards come back on the CPU, in the order asked.
 
-
-def score_pairs(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    pairs: list,
-    max_prompt: int,
-    max_response: int,
-    batch_size: int = 256,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """r(chosen) and r(rejected) of preference pairs (objects with prompt, chosen, rejected)."""
-    prompts = [p.prompt for p in pairs]
-    lengths = (max_prompt, max_response, batch_size)
-    chosen = score_texts(model, tokenizer, prompts, [p.chosen for p in pairs], *lengths)
-    rejected = score_texts(model, tokenizer, prompts, [p.rejected for p in pairs], *lengths)
-    return chosen, rejected
-
-
-def pairs_accuracy(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    pairs: list,
-    max_prompt: int,
-    max_response: int,
-) -> float:
-    """**reward accuracy** of `model` on preference pairs."""
-    return pair_accuracy(*score_pairs(model, tokenizer, pairs, max_prompt, max_response))
-
-
-class RewardModelFunction:
-    """A frozen reward model as the RL reward: scores (prompt, response) pairs.
-
-    When the RM shares the policy's tokenizer it scores the policy's token sequences as they
-    are; otherwise it re-tokenises the texts the way stage 3 trained it.
-    """
+    Given the policy's tokenizer and it has the RM's vocabulary, the RM scores the policy's
+    token sequences as they are (no decoding and re-encoding)."""
 
     def __init__(
         self,
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
-        policy_tokenizer: PreTrainedTokenizerBase,
         max_prompt: int,
         max_response: int,
         batch_size: int = 256,
+        policy_tokenizer: PreTrainedTokenizerBase | None = None,
     ) -> None:
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
-        self.same_tokens = tokenizer.get_vocab() == policy_tokenizer.get_vocab()
         self.max_prompt = max_prompt
         self.max_response = max_response
         self.batch_size = batch_size
+        self.same_tokens = (
+            policy_tokenizer is not None and tokenizer.get_vocab() == policy_tokenizer.get_vocab()
+        )
+
+    def encode(self, prompt: str, response: str) -> list[int]:
+        return encode_pair_text(
+            self.tokenizer, prompt, response, self.max_prompt, self.max_response
+        )
 
     def __call__(
-        self, prompts: list[str], responses: list[str], sequences: list[list[int]]
+        self,
+        prompts: list[str],
+        responses: list[str],
+        sequences: list[list[int]] | None = None,
     ) -> torch.Tensor:
-        if not self.same_tokens:
-            return score_texts(
-                self.model,
-                self.tokenizer,
-                prompts,
-                responses,
-                self.max_prompt,
-                self.max_response,
-                self.batch_size,
-            )
+        """Rewards (batch,) of `responses` to `prompts`; `sequences`, the policy's token ids of
+        prompt + response + EOS, are scored directly when the RM shares the policy's tokens."""
+        if sequences is None or not self.same_tokens:
+            sequences = [self.encode(p, r) for p, r in zip(prompts, responses, strict=True)]
         return score_sequences(self.model, sequences, self.tokenizer.pad_token_id, self.batch_size)
+
+    def pairs(self, pairs: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """r(chosen) and r(rejected) of preference pairs (objects with prompt, chosen,
+        rejected)."""
+        prompts = [p.prompt for p in pairs]
+        return self(prompts, [p.chosen for p in pairs]), self(prompts, [p.rejected for p in pairs])
+
+    def accuracy(self, pairs: list) -> float:
+        """**reward accuracy** on preference pairs."""
+        return pair_accuracy(*self.pairs(pairs))

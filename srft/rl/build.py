@@ -1,76 +1,48 @@
-"""Building the RL engine from a config: policy (from the SFT model or a checkpoint), frozen
-reference, value head or critic, and the frozen reward model as the reward."""
+"""Building from a config what RL needs: the engine (policy from the SFT model or a checkpoint,
+frozen reference, value head or critic, the frozen reward model as the reward) and, for
+measuring a policy, a sampler that builds no optimizer."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
 
 from srft.config import SrftConfig
 from srft.models.loading import (
     load_critic,
     load_policy,
-    load_reward_model,
+    load_reward_scorer,
     load_tokenizer,
     resolve_device,
 )
 from srft.models.lora import add_lora
-from srft.models.reward import RewardModelFunction
-from srft.rl.engine import EngineSettings, RewardFunction, RLEngine
-from srft.rl.policy import PolicyWithValue
+from srft.models.reward import RewardScorer
+from srft.rl.engine import RLEngine
+from srft.rl.measure import PolicySampler
+from srft.rl.policy import CausalPolicy, PolicyWithValue
+from srft.rl.rollout import reference_forward
 from srft.rl.trainer import GuardSettings
-
-
-def engine_settings(config: SrftConfig, seed_offset: int = 0) -> EngineSettings:
-    rl = config.rl_training
-    return EngineSettings(
-        algorithm=rl.algorithm,
-        learning_rate=rl.learning_rate,
-        kl_coef=rl.kl_penalty,
-        adaptive_kl=rl.adaptive_kl,
-        kl_target=config.constraints.kl_target * rl.adaptive_kl_fraction,
-        kl_horizon=rl.kl_horizon,
-        entropy_bonus=rl.entropy_bonus,
-        reward_scale=rl.reward_scale,
-        batch_size=rl.batch_size,
-        mini_batch_size=rl.mini_batch_size,
-        gradient_accumulation_steps=rl.gradient_accumulation_steps,
-        ppo_epochs=rl.ppo_epochs,
-        clip_range=rl.clip_range,
-        value_clip_range=rl.value_clip_range,
-        vf_coef=rl.vf_coef,
-        gamma=rl.gamma,
-        lam=rl.lam,
-        max_grad_norm=rl.max_grad_norm,
-        whiten_advantages=rl.whiten_advantages,
-        gradient_checkpointing=config.compute.gradient_checkpointing,
-        max_prompt_length=config.data.max_prompt_length,
-        max_new_tokens=config.data.max_response_length,
-        seed=config.seed + seed_offset,
-    )
 
 
 def guard_settings(config: SrftConfig) -> GuardSettings:
     """The KL guard of the RL loop: the hard KL bound, the seed's early stop, and as many
     rollbacks as the gates allow retries."""
     return GuardSettings(
-        kl_target=config.constraints.kl_target,
+        kl_bound_nats=config.constraints.kl_target,
         early_stop_on_kl=config.rl_training.early_stop_on_kl,
         max_rollbacks=config.gates.max_retries,
     )
 
 
-def reward_function(config: SrftConfig, reward_dir: str, policy_tokenizer) -> RewardFunction:
-    """The frozen RM at `reward_dir` as a reward function."""
-    tokenizer = load_tokenizer(reward_dir)
-    model = load_reward_model(reward_dir, tokenizer.pad_token_id)
-    return RewardModelFunction(
-        model,
-        tokenizer,
-        policy_tokenizer,
+def reward_scorer(config: SrftConfig, reward_dir: str, policy_tokenizer) -> RewardScorer:
+    """The frozen RM at `reward_dir`, scoring the policy's responses."""
+    return load_reward_scorer(
+        reward_dir,
         config.data.max_prompt_length,
         config.data.max_response_length,
+        policy_tokenizer=policy_tokenizer,
     )
 
 
@@ -81,9 +53,12 @@ def build_engine(
     start: Path | None = None,
     reference_dir: str | None = None,
     seed_offset: int = 0,
+    kl_fraction: float | None = None,
 ) -> RLEngine:
     """An engine whose policy starts from `start` (a checkpoint written by `RLEngine.save`) or
-    from `policy_dir`; the frozen reference is `reference_dir` (default: `policy_dir`)."""
+    from `policy_dir`; the frozen reference is `reference_dir` (default: `policy_dir`). The KL
+    controller aims at `kl_fraction` (default `rl_training.adaptive_kl_fraction`) of the KL
+    bound `constraints.kl_target`."""
     device = resolve_device(config.compute)
     tokenizer = load_tokenizer(policy_dir)
     lora = config.model.lora
@@ -99,11 +74,16 @@ def build_engine(
     if config.rl_training.value_model == "separate":
         critic_dir = str(start / "critic") if start else reward_dir
         critic = load_critic(critic_dir, tokenizer.pad_token_id)
+    fraction = config.rl_training.adaptive_kl_fraction if kl_fraction is None else kl_fraction
     engine = RLEngine(
         PolicyWithValue(policy, critic),
         tokenizer,
-        reward_function(config, reward_dir, tokenizer),
-        engine_settings(config, seed_offset),
+        reward_scorer(config, reward_dir, tokenizer),
+        config.rl_training,
+        config.data,
+        config.compute,
+        kl_aim_nats=config.constraints.kl_target * fraction,
+        seed=config.seed + seed_offset,
         reference=reference,
         accelerator=Accelerator(
             cpu=device.type == "cpu", mixed_precision=config.compute.mixed_precision
@@ -114,3 +94,29 @@ def build_engine(
             engine.load_weights(start)
         engine.load_state(start)
     return engine
+
+
+def build_sampler(
+    config: SrftConfig,
+    policy_dir: str,
+    reward_dir: str,
+    reference_dir: str | None = None,
+    seed_offset: int = 0,
+) -> PolicySampler:
+    """A sampler of the policy at `policy_dir`, KL measured to `reference_dir` (default: the
+    policy itself), rewards from the RM at `reward_dir`; seeded `seed + seed_offset`."""
+    device = resolve_device(config.compute)
+    tokenizer = load_tokenizer(policy_dir)
+    policy = load_policy(policy_dir, device).requires_grad_(False)
+    reference = policy
+    if reference_dir not in (None, policy_dir):
+        reference = load_policy(reference_dir, device).requires_grad_(False)
+    return PolicySampler(
+        CausalPolicy(policy),
+        reference_forward(reference),
+        tokenizer,
+        reward_scorer(config, reward_dir, tokenizer),
+        config.data.max_prompt_length,
+        config.data.max_response_length,
+        torch.Generator(device=device).manual_seed(config.seed + seed_offset),
+    )

@@ -9,9 +9,8 @@ update the policy and value function (`ppo_epochs` passes of clipped PPO, or one
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,87 +19,63 @@ from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from srft.data.sft import encode_prompt
+from srft.config import ComputeConfig, DataConfig, RLTrainingConfig
 from srft.models.lora import is_lora, load_adapter_weights, save_merged
 from srft.rl.advantages import gae, masked_mean, masked_whiten
 from srft.rl.kl import (
     AdaptiveKLController,
     FixedKLController,
     entropy,
-    exact_kl,
     shaped_rewards,
     token_logprobs,
 )
 from srft.rl.losses import a2c_policy_loss, clipped_value_loss, ppo_policy_loss
 from srft.rl.policy import PolicyWithValue
-from srft.rl.rollout import left_pad, position_ids, sample
-
-#: (prompts, responses, token sequences of prompt + response + EOS) -> scores (batch,)
-RewardFunction = Callable[[list[str], list[str], list[list[int]]], torch.Tensor]
-
-
-@dataclass
-class EngineSettings:
-    """What the engine needs from the config (rl_training, constraints, data, seed)."""
-
-    algorithm: str = "PPO"
-    learning_rate: float = 1e-4
-    kl_coef: float = 0.1
-    adaptive_kl: bool = False
-    kl_target: float = 0.1
-    kl_horizon: int = 10000
-    entropy_bonus: float = 0.01
-    reward_scale: float = 1.0
-    batch_size: int = 64
-    mini_batch_size: int = 16
-    gradient_accumulation_steps: int = 1
-    ppo_epochs: int = 4
-    clip_range: float = 0.2
-    value_clip_range: float | None = 0.2
-    vf_coef: float = 0.1
-    gamma: float = 1.0
-    lam: float = 0.95
-    max_grad_norm: float | None = 1.0
-    whiten_advantages: bool = True
-    gradient_checkpointing: bool = False
-    max_prompt_length: int = 512
-    max_new_tokens: int = 64
-    seed: int = 0
+from srft.rl.rollout import (
+    ReferenceLogits,
+    RewardFunction,
+    ScoredSample,
+    position_ids,
+    reference_forward,
+    sample_and_score,
+)
 
 
 @dataclass
-class Batch:
-    """A scored rollout; tensors (batch, response_tokens) unless noted."""
+class Batch(ScoredSample):
+    """A scored rollout with the value estimates and the advantages and returns of GAE;
+    tensors (batch, response_tokens)."""
 
-    prompts: list[str]
-    responses: list[str]
-    input_ids: torch.Tensor  # (batch, query + response tokens)
-    attention_mask: torch.Tensor
-    mask: torch.Tensor  # 1 on generated tokens
-    logprobs: torch.Tensor
     values: torch.Tensor
-    kl: torch.Tensor  # exact KL(policy || reference) per visited state, nats
-    entropy: torch.Tensor  # policy entropy per visited state, nats
-    scores: torch.Tensor  # (batch,) raw reward scores
     advantages: torch.Tensor
     returns: torch.Tensor
 
-    @property
-    def response_tokens(self) -> int:
-        return self.mask.shape[1]
-
 
 class RLEngine:
+    """Trains a policy (and its value function) against a frozen reward, under the
+    `rl_training` settings; `data` gives the prompt and response lengths, `compute` the
+    gradient checkpointing. The adaptive KL controller moves the penalty toward `kl_aim_nats`
+    (a share of the KL bound the guard and the gates enforce)."""
+
     def __init__(
         self,
         model: PolicyWithValue,
         tokenizer: PreTrainedTokenizerBase,
         reward_fn: RewardFunction,
-        settings: EngineSettings,
+        rl: RLTrainingConfig,
+        data: DataConfig,
+        compute: ComputeConfig,
+        *,
+        kl_aim_nats: float,
+        seed: int,
         reference: PreTrainedModel | None = None,
         accelerator: Accelerator | None = None,
     ) -> None:
-        self.settings = settings
+        self.rl = rl
+        self.max_prompt_length = data.max_prompt_length
+        self.max_new_tokens = data.max_response_length
+        self.gradient_checkpointing = compute.gradient_checkpointing
+        self.seed = seed
         self.tokenizer = tokenizer
         self.reward_fn = reward_fn
         self.accelerator = accelerator or Accelerator()
@@ -109,7 +84,7 @@ class RLEngine:
         for module in (model.policy, model.critic):
             if module is not None:
                 module.eval()  # no dropout: the old and new log-probabilities must agree
-                if settings.gradient_checkpointing:
+                if self.gradient_checkpointing:
                     # transformers checkpoints layers in train mode only: train mode for the
                     # update, with dropout off so it computes what eval mode would.
                     disable_dropout(module)
@@ -118,14 +93,14 @@ class RLEngine:
         if reference is not None:
             reference.to(device).eval().requires_grad_(False)
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, eps=1e-5)
+        optimizer = torch.optim.AdamW(params, lr=rl.learning_rate, eps=1e-5)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.kl_controller: FixedKLController | AdaptiveKLController = (
-            AdaptiveKLController(settings.kl_coef, settings.kl_target, settings.kl_horizon)
-            if settings.adaptive_kl
-            else FixedKLController(settings.kl_coef)
+            AdaptiveKLController(rl.kl_penalty, kl_aim_nats, rl.kl_horizon)
+            if rl.adaptive_kl
+            else FixedKLController(rl.kl_penalty)
         )
-        self.generator = torch.Generator(device=device).manual_seed(settings.seed)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
         self.steps_done = 0
 
     @property
@@ -144,95 +119,60 @@ class RLEngine:
     # ---- rollout ------------------------------------------------------------------------
 
     @torch.no_grad()
-    def rollout(self, prompts: list[str]) -> Batch:
-        """Sample, score and shape one batch; advantages and returns by GAE."""
-        s = self.settings
-        tok = self.tokenizer
-        device = self.accelerator.device
-        encoded = [encode_prompt(tok, p, s.max_prompt_length) for p in prompts]
-        query_ids, query_mask = (t.to(device) for t in left_pad(encoded, tok.pad_token_id))
-        model = self.unwrapped
-        samples = sample(
-            model,
-            query_ids,
-            query_mask,
-            s.max_new_tokens,
-            tok.eos_token_id,
-            tok.pad_token_id,
+    def sample(self, prompts: list[str]) -> ScoredSample:
+        """One response per prompt from the current policy, scored (KL, entropy, reward)."""
+        return sample_and_score(
+            self.unwrapped,
+            self.reference_logits,
+            self.tokenizer,
+            self.reward_fn,
+            prompts,
+            self.max_prompt_length,
+            self.max_new_tokens,
             self.generator,
         )
-        mask = samples.response_mask
-        input_ids = torch.cat([query_ids, samples.response_ids], dim=1)
-        attention_mask = torch.cat([query_mask, mask.long()], dim=1)
-        positions = position_ids(attention_mask)
-        keep = mask.shape[1] + 1
-        reference_logits = self._reference_logits(input_ids, attention_mask, positions, keep)
-        if samples.values is not None:
-            values = samples.values
-        else:
-            values = model.critic_values(input_ids, attention_mask, positions)[:, -keep:-1]
-        logprobs = token_logprobs(samples.logits, samples.response_ids) * mask
-        reference_logprobs = token_logprobs(reference_logits, samples.response_ids) * mask
-        kl = exact_kl(samples.logits, reference_logits) * mask
-        ent = entropy(samples.logits) * mask
 
-        responses, sequences = self._decode(encoded, samples.response_ids, mask)
-        scores = self.reward_fn(prompts, responses, sequences).to(device).float()
-        log_ratio = logprobs - reference_logprobs
-        rewards = shaped_rewards(scores * s.reward_scale, log_ratio, mask, self.kl_controller.coef)
-        advantages, returns = gae(rewards, values * mask, mask, s.gamma, s.lam)
-        if s.whiten_advantages:
-            advantages = masked_whiten(advantages, mask)
-        return Batch(
-            prompts,
-            responses,
-            input_ids,
-            attention_mask,
-            mask,
-            logprobs,
-            values * mask,
-            kl,
-            ent,
-            scores,
-            advantages,
-            returns,
+    @torch.no_grad()
+    def rollout(self, prompts: list[str]) -> Batch:
+        """Sample, score and shape one batch; advantages and returns by GAE."""
+        rl = self.rl
+        scored = self.sample(prompts)
+        mask = scored.mask
+        values = scored.samples.values
+        if values is None:
+            positions = position_ids(scored.attention_mask)
+            values = self.unwrapped.critic_values(
+                scored.input_ids, scored.attention_mask, positions
+            )[:, -(scored.response_tokens + 1) : -1]
+        log_ratio = scored.logprobs - scored.reference_logprobs
+        rewards = shaped_rewards(
+            scored.scores * rl.reward_scale, log_ratio, mask, self.kl_controller.coef
         )
+        advantages, returns = gae(rewards, values * mask, mask, rl.gamma, rl.lam)
+        if rl.whiten_advantages:
+            advantages = masked_whiten(advantages, mask)
+        fields = {name: getattr(scored, name) for name in ScoredSample.__dataclass_fields__}
+        return Batch(**fields, values=values * mask, advantages=advantages, returns=returns)
 
-    def _reference_logits(self, input_ids, attention_mask, positions, keep) -> torch.Tensor:
-        """The frozen reference's logits at the states that generated each response token:
-        a separate copy, or the policy with its LoRA adapter disabled."""
-        kwargs = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "position_ids": positions,
-            "use_cache": False,
-        }
+    @property
+    def reference_logits(self) -> ReferenceLogits:
+        """The frozen reference's logits: a separate copy, or the policy with its LoRA adapter
+        disabled."""
         if self.reference is not None:
-            logits = self.reference(**kwargs).logits
-        else:
-            policy = self.unwrapped.policy
-            with policy.disable_adapter():
-                logits = policy(**kwargs).logits
-        return logits[:, -keep:-1]
+            return reference_forward(self.reference)
+        policy = self.unwrapped.policy
 
-    def _decode(
-        self, encoded: list[list[int]], response_ids: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[list[str], list[list[int]]]:
-        tok = self.tokenizer
-        responses, sequences = [], []
-        for query, ids, row_mask in zip(encoded, response_ids.tolist(), mask.tolist(), strict=True):
-            generated = [t for t, m in zip(ids, row_mask, strict=True) if m]
-            if generated and generated[-1] == tok.eos_token_id:
-                generated = generated[:-1]
-            responses.append(tok.decode(generated, skip_special_tokens=True).strip())
-            sequences.append(query + generated + [tok.eos_token_id])
-        return responses, sequences
+        def logits(input_ids, attention_mask, positions) -> torch.Tensor:
+            with policy.disable_adapter():
+                return reference_forward(policy)(input_ids, attention_mask, positions)
+
+        return logits
 
     # ---- update -------------------------------------------------------------------------
 
     def update(self, batch: Batch) -> dict[str, float]:
         """PPO: `ppo_epochs` passes over the batch in shuffled mini-batches. A2C: one pass."""
-        if not self.settings.gradient_checkpointing:
+        if not self.gradient_checkpointing:
             return self._update(batch)
         self.unwrapped.train()
         try:
@@ -241,7 +181,7 @@ class RLEngine:
             self.unwrapped.eval()
 
     def _update(self, batch: Batch) -> dict[str, float]:
-        s = self.settings
+        s = self.rl
         epochs = s.ppo_epochs if s.algorithm == "PPO" else 1
         size = batch.input_ids.shape[0]
         keep = batch.response_tokens + 1
@@ -263,7 +203,7 @@ class RLEngine:
         return {key: value / n_minibatches for key, value in sums.items()}
 
     def _minibatch_step(self, batch: Batch, idx, positions, keep, sync: bool) -> dict[str, float]:
-        s = self.settings
+        s = self.rl
         mask = batch.mask[idx]
         context = self.accelerator.no_sync(self.model) if not sync else nullcontext()
         with context:
@@ -343,7 +283,7 @@ class RLEngine:
             "steps_done": self.steps_done,
             "kl_coef": self.kl_controller.coef,
             "learning_rate": self.learning_rate,
-            "settings": asdict(self.settings),
+            "rl_training": self.rl.model_dump(mode="json"),
         }
         (directory / "engine.json").write_text(json.dumps(state, indent=2))
         save_file({"generator": self.generator.get_state()}, directory / "rng.safetensors")

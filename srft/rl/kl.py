@@ -56,21 +56,22 @@ class FixedKLController:
 
 
 class AdaptiveKLController:
-    """The KL coefficient moves toward a target KL (Ziegler et al. 2019):
-    error = clip(kl / target - 1, -0.2, 0.2); coef *= 1 + error * n_steps / horizon, never below
+    """The KL coefficient moves the per-token KL toward its aim, in nats (Ziegler et al. 2019's
+    target; the aim is a share of the bound that the guard and the gates enforce):
+    error = clip(kl / aim - 1, -0.2, 0.2); coef *= 1 + error * n_steps / horizon, never below
     `floor` (by default the starting coefficient: while the policy is still close to the
     reference the penalty would otherwise decay and then rise too late)."""
 
     def __init__(
-        self, coef: float, target: float, horizon: int, floor: float | None = None
+        self, coef: float, aim_nats: float, horizon: int, floor: float | None = None
     ) -> None:
         self.coef = coef
-        self.target = target
+        self.aim_nats = aim_nats
         self.horizon = horizon
         self.floor = coef if floor is None else floor
 
     def update(self, kl_per_token_nats: float, n_steps: int) -> None:
         if not math.isfinite(kl_per_token_nats):
             return
-        error = min(0.2, max(-0.2, kl_per_token_nats / self.target - 1))
+        error = min(0.2, max(-0.2, kl_per_token_nats / self.aim_nats - 1))
         self.coef = max(self.floor, self.coef * (1 + error * n_steps / self.horizon))

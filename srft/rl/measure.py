@@ -1,15 +1,52 @@
-"""Measuring a policy without training it: KL to the reference and entropy (nats per token),
-reward and judge score, over rollouts on given prompts."""
+"""Measuring a policy without training it: a sampler that builds no optimizer and no value
+function, and the means over its samples: KL to the reference and entropy (nats per token),
+reward and judge score."""
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
+from transformers import PreTrainedTokenizerBase
 
-from srft.rl.engine import RLEngine
-from srft.rl.trainer import Judge
+from srft.models.reward import RewardScorer
+from srft.rl.policy import CausalPolicy
+from srft.rl.rollout import ReferenceLogits, ScoredSample, sample_and_score
+
+#: (prompts, responses) -> judge scores in [0, 1]
+Judge = Callable[[Sequence[str], Sequence[str]], list[float]]
+
+
+class Sampler(Protocol):
+    def sample(self, prompts: list[str]) -> ScoredSample: ...
+
+
+@dataclass
+class PolicySampler:
+    """A frozen policy, its reference and a reward: one scored response per prompt."""
+
+    policy: CausalPolicy
+    reference_logits: ReferenceLogits
+    tokenizer: PreTrainedTokenizerBase
+    reward: RewardScorer
+    max_prompt_length: int
+    max_new_tokens: int
+    generator: torch.Generator
+
+    def sample(self, prompts: list[str]) -> ScoredSample:
+        return sample_and_score(
+            self.policy,
+            self.reference_logits,
+            self.tokenizer,
+            self.reward,
+            prompts,
+            self.max_prompt_length,
+            self.max_new_tokens,
+            self.generator,
+        )
 
 
 @dataclass
@@ -24,23 +61,25 @@ class PolicySample:
 
 
 def measure_policy(
-    engine: RLEngine, prompts: list[str], judge: Judge | None = None
+    sampler: Sampler, prompts: list[str], batch_size: int, judge: Judge | None = None
 ) -> dict[str, float]:
     """Token-weighted means over all `prompts` (one sampled response each):
     kl_per_token_nats, kl_per_sequence_nats, entropy_nats, reward, response_tokens and, with a
     judge, judge_score."""
-    return sample_policy(engine, prompts, judge).metrics
+    return sample_policy(sampler, prompts, batch_size, judge).metrics
 
 
 @torch.no_grad()
-def sample_policy(engine: RLEngine, prompts: list[str], judge: Judge | None = None) -> PolicySample:
-    """One sampled response per entry of `prompts`, scored, with `measure_policy`'s means."""
+def sample_policy(
+    sampler: Sampler, prompts: list[str], batch_size: int, judge: Judge | None = None
+) -> PolicySample:
+    """One sampled response per entry of `prompts`, in batches of `batch_size`, scored, with
+    `measure_policy`'s means."""
     kl_sum = entropy_sum = tokens = 0.0
     sequence_kl, rewards, lengths, judged = [], [], [], []
     responses: list[str] = []
-    size = engine.settings.batch_size
-    for start in range(0, len(prompts), size):
-        batch = engine.rollout(prompts[start : start + size])
+    for start in range(0, len(prompts), batch_size):
+        batch = sampler.sample(prompts[start : start + batch_size])
         kl_sum += float((batch.kl * batch.mask).sum())
         entropy_sum += float((batch.entropy * batch.mask).sum())
         tokens += float(batch.mask.sum())

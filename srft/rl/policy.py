@@ -1,5 +1,6 @@
-"""The policy with its value function: a value head on the policy's own trunk (shared), or a
-separate critic model with a token-level scalar head."""
+"""The policy as sampling and training see it: a causal LM stepping with the KV cache, and the
+policy with its value function (a value head on the policy's own trunk, shared, or a separate
+critic model with a token-level scalar head)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,49 @@ from transformers import PreTrainedModel
 from srft.models.lora import base_of
 
 
-class PolicyWithValue(nn.Module):
+class CausalPolicy(nn.Module):
+    """A causal LM that steps with the KV cache: all that sampling needs (no value function)."""
+
+    def __init__(self, policy: PreTrainedModel) -> None:
+        super().__init__()
+        self.policy = policy
+        base = base_of(policy)  # under a LoRA wrapper, the transformers model
+        params = inspect.signature(base.forward).parameters
+        self._cache_argument = "cache" if "cache" in params else "past_key_values"
+        self._keeps_logits = "logits_to_keep" in params
+
+    def _run(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        keep: int,
+        cache=None,
+    ):
+        """The policy's forward, computing logits at the last `keep` positions only where the
+        model can."""
+        extra = {"logits_to_keep": keep} if self._keeps_logits else {}
+        if cache is not None:
+            extra.update({"use_cache": True, self._cache_argument: cache})
+        else:
+            extra["use_cache"] = False
+        return self.policy(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **extra
+        )
+
+    def step(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One generation step with the KV cache: logits at the last position (and, where the
+        policy carries one, the value head's estimate there)."""
+        return self._run(input_ids, attention_mask, position_ids, 1, cache).logits, None
+
+
+class PolicyWithValue(CausalPolicy):
     """A causal LM and V(s) at every position.
 
     With no `critic`, V is a linear head on the hidden state that feeds the LM head (captured by
@@ -20,17 +63,12 @@ class PolicyWithValue(nn.Module):
     """
 
     def __init__(self, policy: PreTrainedModel, critic: PreTrainedModel | None = None) -> None:
-        super().__init__()
-        self.policy = policy
+        super().__init__(policy)
         self.critic = critic
         self.value_head: nn.Linear | None = None
         self._hidden: torch.Tensor | None = None
-        base = base_of(policy)  # under a LoRA wrapper, the transformers model
-        params = inspect.signature(base.forward).parameters
-        self._cache_argument = "cache" if "cache" in params else "past_key_values"
-        self._keeps_logits = "logits_to_keep" in params
         if critic is None:
-            lm_head = base.get_output_embeddings()
+            lm_head = base_of(policy).get_output_embeddings()
             self.value_head = nn.Linear(lm_head.in_features, 1)
             nn.init.zeros_(self.value_head.weight)
             nn.init.zeros_(self.value_head.bias)
@@ -57,19 +95,8 @@ class PolicyWithValue(nn.Module):
         position_ids: torch.Tensor,
         cache,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One generation step with the KV cache: logits (and shared values) at the last
-        position only."""
-        extra = {"logits_to_keep": 1} if self._keeps_logits else {}
-        out = self.policy(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            use_cache=True,
-            **{self._cache_argument: cache},
-            **extra,
-        )
-        values = self._values_from_hidden() if self.shared else None
-        return out.logits, values
+        logits = self._run(input_ids, attention_mask, position_ids, 1, cache).logits
+        return logits, self._values_from_hidden() if self.shared else None
 
     def forward(
         self,
@@ -79,14 +106,7 @@ class PolicyWithValue(nn.Module):
         keep: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (batch, keep, vocab) and values (batch, keep) at the last `keep` positions."""
-        extra = {"logits_to_keep": keep} if self._keeps_logits else {}
-        out = self.policy(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            use_cache=False,
-            **extra,
-        )
+        out = self._run(input_ids, attention_mask, position_ids, keep)
         values = (
             self._values_from_hidden()
             if self.shared

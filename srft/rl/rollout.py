@@ -1,15 +1,24 @@
 """Rollouts: batched sampling from the policy with the KV cache, keeping what PPO needs from
 each step (the policy's logits and, with a shared value head, the values) so that no second
-policy pass is spent on the old log-probabilities."""
+policy pass is spent on the old log-probabilities; and scoring the samples: log-probabilities,
+exact KL to the reference, entropy and reward."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache
+from transformers import DynamicCache, PreTrainedTokenizerBase
 
-from srft.rl.policy import PolicyWithValue
+from srft.data.sft import encode_prompt
+from srft.rl.kl import entropy, exact_kl, token_logprobs
+from srft.rl.policy import CausalPolicy
+
+#: (prompts, responses, token sequences of prompt + response + EOS) -> scores (batch,)
+RewardFunction = Callable[[list[str], list[str], list[list[int]]], torch.Tensor]
+#: (input_ids, attention_mask, position_ids) -> the reference's logits at every position
+ReferenceLogits = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -42,7 +51,7 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def sample(
-    model: PolicyWithValue,
+    model: CausalPolicy,
     query_ids: torch.Tensor,
     query_mask: torch.Tensor,
     max_new_tokens: int,
@@ -86,3 +95,105 @@ def sample(
         logits=torch.stack(step_logits, dim=1),
         values=torch.stack(step_values, dim=1) if step_values else None,
     )
+
+
+@dataclass
+class ScoredSample:
+    """Sampled responses with what they say about the policy; tensors (batch, response_tokens)
+    unless noted."""
+
+    prompts: list[str]
+    responses: list[str]
+    samples: Samples
+    input_ids: torch.Tensor  # (batch, query + response tokens)
+    attention_mask: torch.Tensor
+    mask: torch.Tensor  # 1 on generated tokens
+    logprobs: torch.Tensor
+    reference_logprobs: torch.Tensor
+    kl: torch.Tensor  # exact KL(policy || reference) per visited state, nats
+    entropy: torch.Tensor  # policy entropy per visited state, nats
+    scores: torch.Tensor  # (batch,) raw reward scores
+
+    @property
+    def response_tokens(self) -> int:
+        return self.mask.shape[1]
+
+
+@torch.no_grad()
+def sample_and_score(
+    policy: CausalPolicy,
+    reference_logits: ReferenceLogits,
+    tokenizer: PreTrainedTokenizerBase,
+    reward: RewardFunction,
+    prompts: list[str],
+    max_prompt_length: int,
+    max_new_tokens: int,
+    generator: torch.Generator,
+) -> ScoredSample:
+    """One sampled response per prompt, with its log-probabilities under the policy and the
+    reference, the exact per-token KL and entropy, and its reward."""
+    device = generator.device
+    encoded = [encode_prompt(tokenizer, p, max_prompt_length) for p in prompts]
+    query_ids, query_mask = (t.to(device) for t in left_pad(encoded, tokenizer.pad_token_id))
+    samples = sample(
+        policy,
+        query_ids,
+        query_mask,
+        max_new_tokens,
+        tokenizer.eos_token_id,
+        tokenizer.pad_token_id,
+        generator,
+    )
+    mask = samples.response_mask
+    input_ids = torch.cat([query_ids, samples.response_ids], dim=1)
+    attention_mask = torch.cat([query_mask, mask.long()], dim=1)
+    keep = mask.shape[1] + 1
+    ref_logits = reference_logits(input_ids, attention_mask, position_ids(attention_mask))
+    ref_logits = ref_logits[:, -keep:-1]
+    responses, sequences = decode_responses(tokenizer, encoded, samples.response_ids, mask)
+    return ScoredSample(
+        prompts=prompts,
+        responses=responses,
+        samples=samples,
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        mask=mask,
+        logprobs=token_logprobs(samples.logits, samples.response_ids) * mask,
+        reference_logprobs=token_logprobs(ref_logits, samples.response_ids) * mask,
+        kl=exact_kl(samples.logits, ref_logits) * mask,
+        entropy=entropy(samples.logits) * mask,
+        scores=reward(prompts, responses, sequences).to(device).float(),
+    )
+
+
+def decode_responses(
+    tokenizer: PreTrainedTokenizerBase,
+    encoded: list[list[int]],
+    response_ids: torch.Tensor,
+    mask: torch.Tensor,
+) -> tuple[list[str], list[list[int]]]:
+    """The responses as text (EOS and special tokens dropped), and each prompt + response + EOS
+    as token ids, the sequence a reward model with the policy's tokens scores."""
+    responses, sequences = [], []
+    for query, ids, row_mask in zip(encoded, response_ids.tolist(), mask.tolist(), strict=True):
+        generated = [t for t, m in zip(ids, row_mask, strict=True) if m]
+        if generated and generated[-1] == tokenizer.eos_token_id:
+            generated = generated[:-1]
+        responses.append(tokenizer.decode(generated, skip_special_tokens=True).strip())
+        sequences.append(query + generated + [tokenizer.eos_token_id])
+    return responses, sequences
+
+
+def reference_forward(model) -> ReferenceLogits:
+    """A frozen causal LM as the reference: its logits at every position, no cache."""
+
+    def logits(input_ids, attention_mask, positions) -> torch.Tensor:
+        out = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=positions,
+            use_cache=False,
+        )
+        return out.logits
+
+    return logits

@@ -1,9 +1,9 @@
 """The RL training loop around the engine: prompt batches, metrics every `log_interval`,
 checkpoints every `save_interval`, and the KL guard.
 
-The KL guard: when the per-token KL (mean of the last few steps) exceeds the target, roll back
-to the last good checkpoint (one whose KL was within the target) with half the learning rate
-and twice the KL penalty; when the rollbacks run out, stop there (the seed's early stop).
+The KL guard (`srft.decisions.kl_guard`): when the per-token KL (mean of the last few steps)
+exceeds its bound, roll back to the last good checkpoint (one whose KL was within the bound)
+with `srft.decisions.kl_remedy`; when the rollbacks run out, stop there (the seed's early stop).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from srft.artifacts import checkpoint_folders
+from srft.decisions import kl_guard, kl_remedy
 from srft.progress import Reporter
 from srft.rl.engine import RLEngine
 from srft.tracking import Tracker
@@ -34,9 +35,9 @@ DecisionLog = Callable[[str, str, dict[str, Any]], None]
 KL_WINDOW = 3
 
 
-@dataclass
+@dataclass(frozen=True)
 class GuardSettings:
-    kl_target: float  # nats per token
+    kl_bound_nats: float  # per token: constraints.kl_target
     early_stop_on_kl: bool
     max_rollbacks: int
 
@@ -77,7 +78,6 @@ def train_policy(
     step_offset: int = 0,
 ) -> TrainingOutcome:
     """Train until `max_steps` rollout batches are done (resuming from `engine.steps_done`)."""
-    s = engine.settings
     state_file = checkpoints / "guard.json"
     guard_state = json.loads(state_file.read_text()) if state_file.exists() else {}
     outcome = TrainingOutcome(steps=engine.steps_done, rollbacks=guard_state.get("rollbacks", 0))
@@ -89,7 +89,9 @@ def train_policy(
     reporter.advance(engine.steps_done)
     try:
         while engine.steps_done < max_steps:
-            batch_prompts = prompt_batches(prompts, s.batch_size, s.seed, engine.steps_done)
+            batch_prompts = prompt_batches(
+                prompts, engine.rl.batch_size, engine.seed, engine.steps_done
+            )
             batch, stats = engine.step(batch_prompts)
             if judge is not None:
                 stats["judge_score"] = statistics.fmean(judge(batch.prompts, batch.responses))
@@ -103,32 +105,36 @@ def train_policy(
                 1, reward=stats["reward"], kl=stats["kl_per_token_nats"], ent=stats["entropy_nats"]
             )
             kl_now = statistics.fmean(recent)
-            if guard.early_stop_on_kl and kl_now > guard.kl_target:
+            verdict = "continue"
+            if guard.early_stop_on_kl:
+                verdict = kl_guard(
+                    kl_now, guard.kl_bound_nats, outcome.rollbacks, guard.max_rollbacks
+                )
+            if verdict != "continue":
                 numbers = {"kl_per_token_nats": round(kl_now, 5), "step": step}
                 learning_rate, kl_coef = engine.learning_rate, engine.kl_controller.coef
                 _restore(engine, last_good)
                 recent.clear()
                 reporter.done = engine.steps_done
-                if outcome.rollbacks >= guard.max_rollbacks:
+                if verdict == "stop":
                     outcome.stopped_early = True
                     _decide(
                         decide,
                         "stop",
-                        f"KL over {guard.kl_target} with no rollback left: "
+                        f"KL over {guard.kl_bound_nats} with no rollback left: "
                         f"keep checkpoint {last_good.name}",
                         numbers,
                     )
                     break
                 outcome.rollbacks += 1
-                engine.learning_rate = learning_rate / 2
-                engine.kl_controller.coef = kl_coef * 2
+                engine.learning_rate, engine.kl_controller.coef = kl_remedy(learning_rate, kl_coef)
                 numbers.update(
                     learning_rate=engine.learning_rate, kl_coef=engine.kl_controller.coef
                 )
                 _decide(
                     decide,
                     "rollback",
-                    f"KL over {guard.kl_target}: back to {last_good.name}, "
+                    f"KL over {guard.kl_bound_nats}: back to {last_good.name}, "
                     "half the learning rate, twice the KL penalty",
                     numbers,
                 )

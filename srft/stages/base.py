@@ -10,22 +10,39 @@ from typing import Any
 
 from srft.artifacts import append_jsonl
 from srft.config import SrftConfig
+from srft.decisions import Adjustment
 from srft.gates import Gate
+from srft.manifests import collect_gates
+from srft.outputs import Outputs, StageOutputs, read_outputs
 from srft.run_dir import RunDir
 from srft.tracking import Tracker
 
 
 @dataclass
 class StageContext:
-    """A stage's view of the run: its effective config, where to write, where to read."""
+    """A stage's view of the run: its effective config, where to write, what earlier stages
+    handed on."""
 
     config: SrftConfig
     run: RunDir
     number: int
     workdir: Path  # the stage writes here; the pipeline publishes it when the stage succeeds
     tracker: Tracker
+    outputs: type[StageOutputs]  # the record this stage returns
     attempt: int = 0
     resume: bool = False  # an interrupted attempt left checkpoints in workdir
+
+    def path(self, name: str) -> Path:
+        """Where this stage writes the file of its record's field `name`."""
+        return self.workdir / self.outputs.default_path(name)
+
+    def upstream(self, record: type[Outputs]) -> Outputs:
+        """The outputs record an earlier stage published, its files as paths in its folder."""
+        return read_outputs(self.run, record)
+
+    def earlier_gates(self) -> list[Gate]:
+        """The gates of the stages before this one, as their latest manifests hold them."""
+        return [g for g in collect_gates(self.run) if g.stage < self.number]
 
     def decide(self, decision: str, reason: str, numbers: dict[str, Any]) -> None:
         """Log a decision taken inside the stage (a rollback, an early stop) to decisions.jsonl."""
@@ -39,13 +56,6 @@ class StageContext:
         }
         append_jsonl(self.run.decisions, row)
 
-    def upstream(self, number: int) -> Path:
-        """The published folder of an earlier stage."""
-        return self.run.stage(number)
-
-    def upstream_model(self, number: int) -> Path:
-        return self.run.model(number)
-
     def gate(
         self, name: str, value: float | None, threshold: Any, comparison: str, **kw: Any
     ) -> Gate:
@@ -54,41 +64,44 @@ class StageContext:
             name,
             value,
             threshold,
-            comparison,
-            self.number,  # type: ignore[arg-type]
-            mode=self.config.gates.mode_of(name),
+            comparison,  # type: ignore[arg-type]
+            self.number,
+            mode=self.config.gates.mode_of(name),  # type: ignore[arg-type]
             **kw,
-        )  # type: ignore[arg-type]
+        )
 
 
 @dataclass
 class StageResult:
-    metrics: dict[str, Any] = field(default_factory=dict)
+    outputs: StageOutputs
     gates: list[Gate] = field(default_factory=list)
-    artifacts: dict[str, str] = field(default_factory=dict)  # name -> path relative to workdir
-    checks: dict[str, Any] = field(default_factory=dict)  # report-only findings (probes, notes)
 
 
-@dataclass(frozen=True)
-class Adjustment:
-    """A decision after failed gates: new settings, and the stage to rerun from."""
-
-    changes: dict[str, Any]  # dotted config key -> new value
-    reason: str
-    rerun_from: int
+#: (effective config, every gate of the failed attempt, attempt) -> what to change, or None
+Adjust = Callable[[SrftConfig, list[Gate], int], Adjustment | None]
 
 
 @dataclass(frozen=True)
 class StageSpec:
+    """A stage: what it reads (config sections, upstream stages) and what it promises
+    (`outputs`, the record later stages and the report read)."""
+
     number: int
     name: str
     run: Callable[[StageContext], StageResult]
+    outputs: type[StageOutputs]
     sections: tuple[str, ...]  # config sections that are inputs of the stage
     upstream: tuple[int, ...] = ()
     # When set, the stages this one needs under a given config (a subset of `upstream`).
     needs: Callable[[SrftConfig], tuple[int, ...]] | None = None
-    # (effective config, every gate of the attempt, attempt) -> what to change, or None
-    adjust: Callable[[SrftConfig, list[Gate], int], Adjustment | None] | None = None
+    adjust: Adjust | None = None
+
+    def __post_init__(self) -> None:
+        if self.number != self.outputs.STAGE:
+            raise ValueError(
+                f"stage {self.number} declares {self.outputs.__name__}, "
+                f"the record of stage {self.outputs.STAGE}"
+            )
 
     def upstream_for(self, config: SrftConfig) -> tuple[int, ...]:
         """The published stages this stage reads under `config`."""

@@ -17,11 +17,12 @@ from srft.data.pairs import PreferencePair, read_pairs, write_pairs
 from srft.data.prompts import training_prompts
 from srft.data.quality import preference_gap
 from srft.data.sft import read_prompt_rows
-from srft.decisions import more_candidates
 from srft.evaluation.benchmarks import benchmark_texts
 from srft.gates import Gate
 from srft.models.loading import apply_threads, load_policy, load_tokenizer, resolve_device
+from srft.outputs import PreferenceOutputs, SFTOutputs
 from srft.stages.base import StageContext, StageResult, StageSpec
+from srft.stages.remedies import after_preferences
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -69,8 +70,8 @@ def run(ctx: StageContext) -> StageResult:
     if judge is not None:
         metrics.update(_judge_agreement(judge, all_pairs))
 
-    write_pairs(ctx.workdir / "pairs_train.jsonl", pairs)
-    write_pairs(ctx.workdir / "pairs_val.jsonl", val_pairs)
+    write_pairs(ctx.path("train_pairs_file"), pairs)
+    write_pairs(ctx.path("val_pairs_file"), val_pairs)
     metrics.update(
         {
             "pairs": len(all_pairs),
@@ -101,27 +102,17 @@ def run(ctx: StageContext) -> StageResult:
         "contaminated_examples": contaminated[:50],
         "gates": [g.to_dict() for g in gates],
     }
-    atomic_write_json(ctx.workdir / "data_report.json", report)
-    atomic_write_text(
-        ctx.workdir / "data_report.md", _report_markdown(metrics, gates, contaminated)
-    )
+    atomic_write_json(ctx.path("data_report_json"), report)
+    atomic_write_text(ctx.path("data_report"), _report_markdown(metrics, gates, contaminated))
     ctx.tracker.log({k: v for k, v in metrics.items() if isinstance(v, int | float)})
-    return StageResult(
-        metrics=metrics,
-        gates=gates,
-        artifacts={
-            "train": "pairs_train.jsonl",
-            "val": "pairs_val.jsonl",
-            "report": "data_report.md",
-        },
-    )
+    return StageResult(PreferenceOutputs(**metrics), gates)
 
 
 def _generate_pairs(ctx: StageContext) -> tuple[list[PreferencePair], dict[str, Any]]:
     config = ctx.config
     apply_threads(config.compute)
     device = resolve_device(config.compute)
-    policy_dir = str(ctx.upstream_model(1))
+    policy_dir = str(ctx.upstream(SFTOutputs).model)
     tokenizer = load_tokenizer(policy_dir)
     policy = load_policy(policy_dir, device)
     prompts = training_prompts(config)
@@ -223,8 +214,9 @@ SPEC = StageSpec(
     number=2,
     name="preferences",
     run=run,
+    outputs=PreferenceOutputs,
     sections=("data", "annotation", "evaluation", "constraints", "gates"),
     upstream=(1,),
     needs=lambda config: () if config.data.train_file else (1,),  # imported pairs need no policy
-    adjust=more_candidates,
+    adjust=after_preferences,
 )

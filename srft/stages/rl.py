@@ -4,16 +4,16 @@ model, with the KL guard; the final policy's KL and entropy measured on held-out
 from __future__ import annotations
 
 import statistics
-from typing import Any
 
 from srft.annotation import build_judge
 from srft.data.prompts import evaluation_prompts, training_prompts
-from srft.decisions import adjust_rl
 from srft.models.loading import apply_threads
+from srft.outputs import RewardOutputs, RLOutputs, SFTOutputs
 from srft.rl.build import build_engine, guard_settings
 from srft.rl.measure import measure_policy
 from srft.rl.trainer import latest_checkpoint, train_policy
 from srft.stages.base import StageContext, StageResult, StageSpec
+from srft.stages.remedies import after_rl
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -23,7 +23,8 @@ def run(ctx: StageContext) -> StageResult:
     prompts = training_prompts(config)
     checkpoints = ctx.workdir / "checkpoints"
     start = latest_checkpoint(checkpoints) if ctx.resume else None
-    engine = build_engine(config, str(ctx.upstream_model(1)), str(ctx.upstream_model(3)), start)
+    sft_model = str(ctx.upstream(SFTOutputs).model)
+    engine = build_engine(config, sft_model, str(ctx.upstream(RewardOutputs).model), start)
     judge = build_judge(config)
     resumed_from = engine.steps_done
     outcome = train_policy(
@@ -39,26 +40,30 @@ def run(ctx: StageContext) -> StageResult:
         decide=ctx.decide,
         description="stage 5 rl",
     )
-    final = measure_policy(engine, evaluation_prompts(config), judge)
-    engine.export_policy(ctx.workdir / "model")
+    final = measure_policy(engine, evaluation_prompts(config), rl.batch_size, judge)
+    engine.export_policy(ctx.path("model"))
+    trends: dict[str, float] = {}
     history = outcome.history
     window = max(1, len(history) // 10)
-    metrics: dict[str, Any] = {
-        "algorithm": rl.algorithm,
-        "value_model": rl.value_model,
-        "steps": outcome.steps,
-        "resumed_from_step": resumed_from,
-        "final_kl_coef": engine.kl_controller.coef,
-        "episodes": outcome.steps * rl.batch_size,
-        "rollbacks": outcome.rollbacks,
-        "stopped_early": outcome.stopped_early,
+    for name in ("reward", "judge_score", "policy_loss"):
+        if history and name in history[0]:
+            trends[f"{name}_first_steps"] = statistics.fmean(h[name] for h in history[:window])
+            trends[f"{name}_last_steps"] = statistics.fmean(h[name] for h in history[-window:])
+    outputs = RLOutputs(
+        algorithm=rl.algorithm,
+        value_model=rl.value_model,
+        steps=outcome.steps,
+        resumed_from_step=resumed_from,
+        final_kl_coef=engine.kl_controller.coef,
+        episodes=outcome.steps * rl.batch_size,
+        rollbacks=outcome.rollbacks,
+        stopped_early=outcome.stopped_early,
         **{f"final_{k}": v for k, v in final.items()},
-    }
-    if history:
-        for name in ("reward", "judge_score", "policy_loss"):
-            if name in history[0]:
-                metrics[f"{name}_first_steps"] = statistics.fmean(h[name] for h in history[:window])
-                metrics[f"{name}_last_steps"] = statistics.fmean(h[name] for h in history[-window:])
+        **trends,
+        reward_improving=(
+            trends["reward_last_steps"] > trends["reward_first_steps"] if history else None
+        ),
+    )
     c = config.constraints
     gates = [
         ctx.gate("kl_divergence", final["kl_per_token_nats"], c.kl_target, "<=", unit="nats/token"),
@@ -66,20 +71,15 @@ def run(ctx: StageContext) -> StageResult:
             "entropy", final["entropy_nats"], (c.entropy_min, c.entropy_max), "in", unit="nats"
         ),
     ]
-    checks = {
-        "reward_improving": metrics.get("reward_last_steps", 0)
-        > metrics.get("reward_first_steps", 0)
-        if history
-        else None,
-    }
-    return StageResult(metrics=metrics, gates=gates, artifacts={"model": "model"}, checks=checks)
+    return StageResult(outputs, gates)
 
 
 SPEC = StageSpec(
     number=5,
     name="rl",
     run=run,
+    outputs=RLOutputs,
     sections=("model", "data", "rl_training", "constraints", "compute", "evaluation", "gates"),
     upstream=(1, 3),
-    adjust=adjust_rl,
+    adjust=after_rl,
 )

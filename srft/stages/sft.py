@@ -15,6 +15,7 @@ from srft.evaluation.benchmarks import run_benchmarks
 from srft.models.loading import apply_threads, load_policy, load_tokenizer, resolve_device
 from srft.models.lora import add_lora, save_merged
 from srft.models.training import quiet, training_arguments
+from srft.outputs import SFTOutputs
 from srft.progress import TrainerProgress
 from srft.stages.base import StageContext, StageResult, StageSpec
 from srft.tracking import TrainerMetrics
@@ -69,7 +70,7 @@ def run(ctx: StageContext) -> StageResult:
     val_loss = trainer.evaluate()["eval_loss"]
     ctx.tracker.log({"val_loss": val_loss, "val_perplexity": math.exp(val_loss)})
 
-    model_dir = ctx.workdir / "model"
+    model_dir = ctx.path("model")
     model = save_merged(trainer.model, model_dir).to(device).eval()
     tokenizer.save_pretrained(model_dir)
 
@@ -82,15 +83,15 @@ def run(ctx: StageContext) -> StageResult:
         execute_code=config.evaluation.execute_code,
     )
     ctx.tracker.log({f"baseline_{name}": score for name, score in baseline.items()})
-    metrics = {
-        "trained": trained,
-        "train_examples": len(train),
-        "val_examples": len(val),
-        "val_loss": val_loss,
-        "val_perplexity": math.exp(val_loss),
-        "baseline": baseline,
-    }
-    return StageResult(metrics=metrics, artifacts={"model": "model"})
+    outputs = SFTOutputs(
+        trained=trained,
+        train_examples=len(train),
+        val_examples=len(val),
+        val_loss=val_loss,
+        val_perplexity=math.exp(val_loss),
+        baseline=baseline,
+    )
+    return StageResult(outputs)
 
 
 def _last_checkpoint(ctx: StageContext) -> str | None:
@@ -102,5 +103,6 @@ SPEC = StageSpec(
     number=1,
     name="sft",
     run=run,
+    outputs=SFTOutputs,
     sections=("model", "data", "sft", "compute", "world", "evaluation"),
 )

@@ -7,7 +7,8 @@ import statistics
 import pytest
 import torch
 
-from srft.rl.engine import EngineSettings, RLEngine
+from srft.config import ComputeConfig, DataConfig, RLTrainingConfig
+from srft.rl.engine import RLEngine
 from srft.rl.policy import PolicyWithValue
 from srft.rl.trainer import GuardSettings, train_policy
 from srft.tracking import Tracker
@@ -16,6 +17,7 @@ from srft.world.model import build_base_model
 from srft.world.tokenizer import build_tokenizer
 
 FRUITS = set(CATEGORIES["fruits"])
+LENGTHS = DataConfig(max_prompt_length=16, max_response_length=4)
 PROMPTS = [f"kim says : name {n} fruits . answer :" for n in ("one", "two", "three", "four")]
 
 
@@ -43,23 +45,24 @@ def make_engine(
         from transformers import LlamaForTokenClassification
 
         critic = LlamaForTokenClassification(copy.deepcopy(policy.config))
-    settings = EngineSettings(
+    rl = RLTrainingConfig(
         algorithm=algorithm,
         learning_rate=learning_rate,
-        kl_coef=0.0,
+        kl_penalty=0.0,
+        adaptive_kl=False,
         batch_size=32,
         mini_batch_size=16,
         ppo_epochs=4 if algorithm == "PPO" else 1,
-        max_prompt_length=16,
-        max_new_tokens=4,
-        seed=seed,
-        gradient_checkpointing=gradient_checkpointing,
     )
     return RLEngine(
         PolicyWithValue(policy, critic),
         tokenizer,
         fruit_share,
-        settings,
+        rl,
+        LENGTHS,
+        ComputeConfig(gradient_checkpointing=gradient_checkpointing),
+        kl_aim_nats=0.05,
+        seed=seed,
         reference=copy.deepcopy(policy),
     )
 
@@ -111,7 +114,7 @@ def test_kl_guard_rolls_back_and_keeps_kl_within_target(tmp_path):
         PROMPTS * 8,
         max_steps=12,
         checkpoints=tmp_path / "checkpoints",
-        guard=GuardSettings(kl_target=0.1, early_stop_on_kl=True, max_rollbacks=2),
+        guard=GuardSettings(kl_bound_nats=0.1, early_stop_on_kl=True, max_rollbacks=2),
         tracker=Tracker(tmp_path / "metrics.jsonl", 5),
         save_interval=1,
         log_interval=1,
@@ -125,7 +128,7 @@ def test_kl_guard_rolls_back_and_keeps_kl_within_target(tmp_path):
     assert kinds[outcome.rollbacks :] == (["stop"] if outcome.stopped_early else [])
     from srft.rl.measure import measure_policy
 
-    assert measure_policy(engine, PROMPTS * 8)["kl_per_token_nats"] <= 0.1
+    assert measure_policy(engine, PROMPTS * 8, 32)["kl_per_token_nats"] <= 0.1
 
 
 def test_checkpoint_resume_restores_the_engine(tmp_path):
@@ -156,16 +159,25 @@ def make_lora_engine(learning_rate: float = 3e-3):
         LoraSettings(r=4, alpha=8),
         "CAUSAL_LM",
     )
-    settings = EngineSettings(
+    rl = RLTrainingConfig(
         learning_rate=learning_rate,
-        kl_coef=0.0,
+        kl_penalty=0.0,
+        adaptive_kl=False,
         batch_size=32,
         mini_batch_size=16,
-        max_prompt_length=16,
-        max_new_tokens=4,
     )
     # No reference model: the reference is the policy with its adapter disabled.
-    return RLEngine(PolicyWithValue(policy), tokenizer, fruit_share, settings, reference=None)
+    return RLEngine(
+        PolicyWithValue(policy),
+        tokenizer,
+        fruit_share,
+        rl,
+        LENGTHS,
+        ComputeConfig(),
+        kl_aim_nats=0.05,
+        seed=0,
+        reference=None,
+    )
 
 
 def test_lora_policy_trains_against_its_adapter_free_self(tmp_path):

@@ -43,7 +43,7 @@ def test_shaped_rewards_put_the_score_on_the_last_generated_token():
 
 def test_adaptive_kl_controller_by_hand():
     # kl 0.15 against target 0.1: error clipped to 0.2; coef 0.1 * (1 + 0.2 * 64 / 640) = 0.102
-    controller = AdaptiveKLController(0.1, target=0.1, horizon=640)
+    controller = AdaptiveKLController(0.1, aim_nats=0.1, horizon=640)
     controller.update(0.15, n_steps=64)
     assert controller.coef == pytest.approx(0.102)
     # kl 0.09: error -0.1; 0.102 * (1 - 0.1 * 0.1) = 0.10098
@@ -52,6 +52,6 @@ def test_adaptive_kl_controller_by_hand():
     # far under target: 0.10098 * (1 - 0.2 * 0.1) = 0.09896, held at the floor 0.1
     controller.update(0.0, n_steps=64)
     assert controller.coef == pytest.approx(0.1)
-    free = AdaptiveKLController(0.1, target=0.1, horizon=640, floor=0.0)
+    free = AdaptiveKLController(0.1, aim_nats=0.1, horizon=640, floor=0.0)
     free.update(0.0, n_steps=64)
     assert free.coef == pytest.approx(0.098)

@@ -1,0 +1,17 @@
+"""docs/architecture.md describes the stages as they are registered."""
+
+from pathlib import Path
+
+from srft.architecture import stage_graph
+from srft.pipeline import stage_specs
+
+DOC = Path(__file__).parents[1] / "docs" / "architecture.md"
+
+
+def test_the_architecture_doc_lists_the_registered_stages():
+    specs = stage_specs()
+    text = DOC.read_text(encoding="utf-8")
+    assert stage_graph(specs) in text, "docs/architecture.md is stale: run `make docs`"
+    for number, spec in specs.items():
+        assert f"| {number} | {spec.name} |" in text
+        assert f"`{spec.outputs.__name__}`" in text
