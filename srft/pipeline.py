@@ -307,7 +307,7 @@ class Pipeline:
         }
         if "evaluation" in spec.sections:
             payload["benchmark_files"] = {
-                name: _file_hash(source) for name, source in config.evaluation.benchmarks.items()
+                name: _file_hash(file) for name, file in config.evaluation.benchmark_files.items()
             }
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()

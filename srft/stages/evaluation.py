@@ -7,7 +7,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from srft.annotation import build_judge, import_callable
+from srft.annotation import build_judge, build_judge_criteria
 from srft.artifacts import atomic_write_json, read_json
 from srft.config import SrftConfig
 from srft.data.pairs import read_pairs
@@ -150,7 +150,7 @@ def _interpretability(config: SrftConfig, samples: list[PolicySample]) -> dict[s
     if judged:
         found["reward_judge_correlation"] = pearson(rewards, judged)
     if config.evaluation.judge_criteria:
-        criteria_fn = import_callable(config.evaluation.judge_criteria, "evaluation.judge_criteria")
+        criteria_fn = build_judge_criteria(config)
         table = criteria_fn(prompts, responses)
         found["reward_criterion_correlation"] = {
             name: pearson(rewards, [row[name] for row in table]) for name in table[0]
