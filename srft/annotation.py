@@ -1,5 +1,8 @@
-"""Annotators: who scores the generated responses. A Python callable `module:function`, a
-reward-model checkpoint, or a file of human labels; the world's noisy gold judge is a callable."""
+"""Annotators and judges: who scores the generated responses. An annotator is a Python callable
+(registered by name in `ANNOTATORS`, or `module:function`), a reward-model checkpoint, or a file
+of human labels; the world's noisy gold judge is a callable. A judge (win rate, judge accuracy,
+per-criterion scores) is registered by name in `JUDGES`, or given as `module:function`.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +12,34 @@ import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from srft.config import SrftConfig
 from srft.errors import SrftError
+from srft.registry import Registry
 
 Scorer = Callable[[Sequence[str], Sequence[str]], list[float]]
+
+
+class Judge(Protocol):
+    """A judge: a score in [0, 1] per response, and per response its criteria's scores."""
+
+    def scores(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]: ...
+
+    def criteria_scores(
+        self, prompts: Sequence[str], responses: Sequence[str]
+    ) -> list[dict[str, float]]: ...
+
+
+# srft's own judges and annotators register in these modules, as a user's plugin module does.
+_BUILT_INS = ("srft.world.judge", "srft.arithmetic.judge")
+
+#: name -> judge, for evaluation.judge and evaluation.judge_criteria
+JUDGES: Registry[Judge] = Registry("judge", built_ins=_BUILT_INS)
+#: name -> annotator (prompts, responses, **options) -> scores, for annotation.callable
+ANNOTATORS: Registry[Callable[..., list[float]]] = Registry("annotator", built_ins=_BUILT_INS)
 
 
 def bradley_terry_noise(
@@ -76,9 +99,10 @@ def import_callable(spec: str, key: str) -> Callable[..., Any]:
     return function
 
 
-def callable_scorer(spec: str, key: str, options: dict[str, Any], seed: int) -> Scorer:
-    """A scorer calling `spec` with the options; `seed` is passed when the function takes one."""
-    function = import_callable(spec, key)
+def callable_scorer(
+    function: Callable[..., Any], key: str, options: dict[str, Any], seed: int
+) -> Scorer:
+    """A scorer calling `function` with the options; `seed` is passed when it takes one."""
     kwargs = dict(options)
     if "seed" in inspect.signature(function).parameters and "seed" not in kwargs:
         kwargs["seed"] = seed
@@ -86,9 +110,7 @@ def callable_scorer(spec: str, key: str, options: dict[str, Any], seed: int) -> 
     def score(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
         values = [float(v) for v in function(list(prompts), list(responses), **kwargs)]
         if len(values) != len(responses):
-            raise SrftError(
-                f"{key}: '{spec}' returned {len(values)} scores for {len(responses)} responses"
-            )
+            raise SrftError(f"{key}: {len(values)} scores returned for {len(responses)} responses")
         return values
 
     return score
@@ -113,9 +135,10 @@ def reward_model_scorer(config: SrftConfig) -> Scorer:
 def build_annotator(config: SrftConfig) -> Scorer:
     annotation = config.annotation
     if annotation.type == "callable":
-        return callable_scorer(
-            annotation.callable or "", "annotation.callable", annotation.options, config.seed
-        )
+        key = "annotation.callable"
+        spec = annotation.callable or ""
+        function = import_callable(spec, key) if ":" in spec else ANNOTATORS.get(spec, key)
+        return callable_scorer(function, key, annotation.options, config.seed)
     if annotation.type == "reward_model":
         return reward_model_scorer(config)
     raise SrftError(
@@ -125,6 +148,17 @@ def build_annotator(config: SrftConfig) -> Scorer:
 
 def build_judge(config: SrftConfig) -> Scorer | None:
     """The evaluation judge (win rate, judge accuracy), or None when none is configured."""
-    if not config.evaluation.judge:
+    spec, key = config.evaluation.judge, "evaluation.judge"
+    if not spec:
         return None
-    return callable_scorer(config.evaluation.judge, "evaluation.judge", {}, config.seed)
+    function = import_callable(spec, key) if ":" in spec else JUDGES.get(spec, key).scores
+    return callable_scorer(function, key, {}, config.seed)
+
+
+def build_judge_criteria(config: SrftConfig) -> Callable[..., list[dict[str, float]]] | None:
+    """The judge's per-criterion scores, (prompts, responses) -> [{criterion: score in [0, 1]}],
+    or None when none is configured."""
+    spec, key = config.evaluation.judge_criteria, "evaluation.judge_criteria"
+    if not spec:
+        return None
+    return import_callable(spec, key) if ":" in spec else JUDGES.get(spec, key).criteria_scores

@@ -71,8 +71,9 @@ def validate_config(
 ) -> None:
     """Check a config: unknown keys, types, ranges, consistency, input files."""
     from srft.config import load_config
+    from srft.plugins import check_registered_names
 
-    load_config(path, set_)
+    check_registered_names(load_config(path, set_), str(path))
     typer.echo(f"{path}: valid")
 
 

@@ -7,12 +7,21 @@ classes below. The defaults run the embedded world on a laptop CPU.
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    model_validator,
+)
 
 from srft.data.hub import is_hub_id
 from srft.errors import ConfigError
@@ -138,7 +147,8 @@ class AnnotationConfig(Section):
     )
     callable: str | None = Field(
         "srft.world.judge:noisy_annotator",
-        description="'module:function' taking (prompts, responses, **options) and returning scores",
+        description="A registered annotator ('world', 'arithmetic' or a plugin's) or "
+        "'module:function', taking (prompts, responses, **options) and returning scores",
     )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments for the annotator callable"
@@ -297,20 +307,48 @@ class LoggingConfig(Section):
     )
 
 
+class Benchmark(Section):
+    file: str = Field(description="JSONL or parquet file, or Hub id, of the benchmark's rows")
+    kind: str | None = Field(
+        None, description="A registered benchmark kind; None = told by the rows' fields"
+    )
+
+
+def _file_or_mapping(value: Any) -> Any:
+    return {"file": value} if isinstance(value, str) else value
+
+
+def _as_written(benchmark: Benchmark) -> str | dict[str, str]:
+    # A benchmark without a kind is written as its file, as configs wrote it before kinds
+    # could be named: the resolved config and the stages' fingerprints stay as they were.
+    if benchmark.kind is None:
+        return benchmark.file
+    return {"file": benchmark.file, "kind": benchmark.kind}
+
+
+#: `name: file` or `name: {file, kind}` in YAML
+BenchmarkEntry = Annotated[
+    Benchmark, BeforeValidator(_file_or_mapping), PlainSerializer(_as_written)
+]
+
+
 class EvaluationConfig(Section):
     judge: str | None = Field(
         "srft.world.judge:gold_scores",
-        description="'module:function' scoring (prompts, responses) for win rate and judge accuracy",
+        description="A registered judge ('world', 'arithmetic' or a plugin's) or "
+        "'module:function', scoring (prompts, responses) for win rate and judge accuracy",
     )
-    benchmarks: dict[str, str] = Field(
+    benchmarks: dict[str, BenchmarkEntry] = Field(
         default_factory=dict,
-        description="Benchmark name -> file or Hub id of {prompt, answer}, "
-        "{prompt, choices, answer}, GSM8K, MMLU or HumanEval rows; the world's by default",
+        description="Benchmark name -> file or Hub id, or {file, kind} naming a registered kind "
+        "(exact_match, gsm8k, mmlu, multiple_choice, humaneval or a plugin's); without a kind, "
+        "told by the rows' fields: {prompt, answer}, {prompt, choices, answer}, GSM8K, MMLU or "
+        "HumanEval rows. The world's by default",
     )
     judge_criteria: str | None = Field(
         "srft.world.judge:criteria_scores",
-        description="'module:function' giving each response's per-criterion judge scores "
-        "(dicts), for reward interpretability",
+        description="A registered judge or 'module:function' giving each response's "
+        "per-criterion judge scores (dicts), for reward interpretability",
     )
     execute_code: bool = Field(
         False,
@@ -320,6 +358,11 @@ class EvaluationConfig(Section):
     win_rate_samples: int = Field(
         4, ge=1, description="Responses per held-out prompt and policy compared by the judge"
     )
+
+    @property
+    def benchmark_files(self) -> dict[str, str]:
+        """Benchmark name -> its file or Hub id."""
+        return {name: benchmark.file for name, benchmark in self.benchmarks.items()}
 
 
 class IterationConfig(Section):
@@ -368,6 +411,11 @@ class WorldConfig(Section):
 
 class SrftConfig(Section):
     seed: int = Field(0, description="Seed of every random source: world, sampling, training")
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="Python modules imported before the config's names are checked, to register "
+        "benchmark kinds, judges and annotators by name",
+    )
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
@@ -388,6 +436,13 @@ class SrftConfig(Section):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    def value_at(self, dotted: str) -> Any:
+        """The value of a dotted key such as 'data.train_file'."""
+        node: Any = self
+        for part in dotted.split("."):
+            node = getattr(node, part)
+        return node
 
 
 # Keys that name input files: each must exist when set.
@@ -424,17 +479,30 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> SrftConfig:
         config = SrftConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(f"{source}: {_describe(err)}") from None
+    _import_plugins(config.plugins, source)
     for key in INPUT_FILE_KEYS:
-        value = _get(config, key)
+        value = config.value_at(key)
         if value is None or Path(value).exists():
             continue
         if key in HUB_DATASET_KEYS and is_hub_id(value):
             continue  # a datasets Hub id, loaded when the stage runs
         raise ConfigError(f"{source}: {key}: file not found: {value}")
-    for name, file in config.evaluation.benchmarks.items():
+    for name, file in config.evaluation.benchmark_files.items():
         if not Path(file).exists() and not is_hub_id(file):
             raise ConfigError(f"{source}: evaluation.benchmarks.{name}: file not found: {file}")
     return config
+
+
+def _import_plugins(modules: list[str], source: str) -> None:
+    """Import the user's modules, which register benchmark kinds, judges and annotators."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as err:  # a user's module may fail in any way: say which and how
+            reason = (str(err).splitlines() or [""])[0]
+            raise ConfigError(
+                f"{source}: plugins: cannot import '{module}' ({type(err).__name__}: {reason})"
+            ) from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -503,10 +571,3 @@ def _describe(err: ValidationError) -> str:
     value = first.get("input")
     shown = repr(value) if not isinstance(value, dict) else "a mapping"
     return f"{loc}: {message} (got {shown})"
-
-
-def _get(config: BaseModel, dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        node = getattr(node, part)
-    return node

@@ -36,6 +36,7 @@ from srft.manifests import (
     write_summary,
 )
 from srft.outputs import EvaluationOutputs, read_outputs
+from srft.plugins import check_registered_names
 from srft.report import write_report
 from srft.run_dir import RunDir
 from srft.stages.base import StageContext, StageResult, StageSpec
@@ -110,6 +111,7 @@ class Pipeline:
 
     def execute(self, stages: list[int]) -> RunOutcome:
         started = time.time()
+        check_registered_names(self.requested, "config")
         self.run.root.mkdir(parents=True, exist_ok=True)
         config = self._resolve_inputs(self.requested)
         atomic_write_text(self.run.config, yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -329,13 +331,13 @@ class Pipeline:
             n: self._manifest(n).get("fingerprint") for n in spec.upstream_for(config)
         }
         payload["files"] = {
-            key: _file_hash(_dotted(config, key))
+            key: _file_hash(config.value_at(key))
             for key in INPUT_FILE_KEYS
-            if key.split(".")[0] in spec.sections and _dotted(config, key)
+            if key.split(".")[0] in spec.sections and config.value_at(key)
         }
         if "evaluation" in spec.sections:
             payload["benchmark_files"] = {
-                name: _file_hash(source) for name, source in config.evaluation.benchmarks.items()
+                name: _file_hash(file) for name, file in config.evaluation.benchmark_files.items()
             }
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
@@ -362,13 +364,6 @@ def _with_changes(config: SrftConfig, changes: dict[str, Any]) -> SrftConfig:
 def _settings_hash(spec: StageSpec, config: SrftConfig) -> str:
     sections = {s: getattr(config, s).model_dump(mode="json") for s in spec.sections}
     return hashlib.sha256(json.dumps(sections, sort_keys=True).encode()).hexdigest()
-
-
-def _dotted(config: SrftConfig, key: str) -> Any:
-    node: Any = config
-    for part in key.split("."):
-        node = getattr(node, part)
-    return node
 
 
 def _file_hash(path: str) -> str:

@@ -19,25 +19,22 @@ HEADER = """\
 def render_template(config: SrftConfig | None = None) -> str:
     """The config as commented YAML, each key followed by its description."""
     config = config or SrftConfig()
+    data = config.to_dict()  # values as YAML writes them (tuples as lists, sections as mappings)
     lines = [HEADER]
     for name, field in SrftConfig.model_fields.items():
         value = getattr(config, name)
         if isinstance(value, BaseModel):
             lines.append(f"{name}:")
             for key, sub in type(value).model_fields.items():
-                lines.append(_line(f"  {key}", getattr(value, key), sub.description))
+                lines.append(_line(f"  {key}", data[name][key], sub.description))
             lines.append("")
         else:
-            lines.append(_line(name, value, field.description))
+            lines.append(_line(name, data[name], field.description))
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
 def _line(key: str, value: Any, description: str | None) -> str:
-    if isinstance(value, tuple):
-        value = list(value)
-    if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json")
     text = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
     text = text.removesuffix("\n...").removesuffix("...").strip()
     comment = f"  # {description}" if description else ""

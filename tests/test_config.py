@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from srft.config import SrftConfig, load_config, validate_config
+from srft.config import Benchmark, SrftConfig, load_config, validate_config
 from srft.errors import ConfigError
 from srft.template import config_table, render_template
 
@@ -388,3 +388,95 @@ def test_pair_file_keys_take_hub_dataset_ids():
         load_config(None, ["data.train_file=missing/pairs.jsonl"])
     with pytest.raises(ConfigError, match="data.sft_file: file not found: org/name"):
         load_config(None, ["data.sft_file=org/name"])
+
+
+# --- plugins and registered names ------------------------------------------------------------
+
+# A user's module registering a benchmark kind and a judge.
+PLUGIN = """
+from srft.annotation import JUDGES, WeightedCriteria
+from srft.evaluation.tasks import benchmark_kind
+
+
+@benchmark_kind("yes_no", fields=("statement", "label"))
+def score_yes_no(model, tokenizer, items, settings):
+    return 0.0
+
+
+def criteria(prompt, response):
+    return {"short": float(len(response.split()) <= 3)}
+
+
+JUDGES.register("terse")(WeightedCriteria(criteria, {"short": 1.0}))
+"""
+
+
+def test_a_benchmark_given_as_a_file_keeps_its_meaning(tmp_path):
+    bench = write(tmp_path, '{"prompt": "p", "answer": "a"}\n', "bench.jsonl")
+    config = load_config(write(tmp_path, f"evaluation:\n  benchmarks:\n    math: {bench}\n"))
+    assert config.evaluation.benchmarks["math"] == Benchmark(file=str(bench))
+    assert config.evaluation.benchmark_files == {"math": str(bench)}
+    # Written back as it was read: the resolved config and the fingerprints are unchanged.
+    assert config.to_dict()["evaluation"]["benchmarks"] == {"math": str(bench)}
+
+
+def test_a_benchmark_may_name_its_kind(tmp_path):
+    bench = write(tmp_path, '{"question": "q", "answer": "#### 1"}\n', "bench.jsonl")
+    path = write(
+        tmp_path, f"evaluation:\n  benchmarks:\n    math: {{file: {bench}, kind: gsm8k}}\n"
+    )
+    config = load_config(path)
+    assert config.evaluation.benchmarks["math"] == Benchmark(file=str(bench), kind="gsm8k")
+    assert config.evaluation.benchmark_files == {"math": str(bench)}
+    assert validate_config(yaml.safe_load(render_template(config))) == config
+
+
+def test_an_unknown_key_in_a_benchmark(tmp_path):
+    path = write(tmp_path, "evaluation:\n  benchmarks:\n    math: {file: m.jsonl, kin: gsm8k}\n")
+    assert fault(path) == f"{path}: evaluation.benchmarks.math.kin: unknown key"
+
+
+@pytest.mark.parametrize("name", ["world", "arithmetic"])
+def test_srfts_judges_and_annotators_are_names(name):
+    keys = ("evaluation.judge", "evaluation.judge_criteria", "annotation.callable")
+    config = load_config(None, [f"{key}={name}" for key in keys])
+    assert (config.evaluation.judge, config.annotation.callable) == (name, name)
+
+
+def test_a_plugin_registers_a_benchmark_kind_and_a_judge(write_plugin, tmp_path):
+    write_plugin("my_evals", PLUGIN)
+    bench = write(tmp_path, '{"statement": "s", "label": "yes"}\n', "facts.jsonl")
+    path = write(
+        tmp_path,
+        "plugins: [my_evals]\n"
+        "evaluation:\n"
+        "  judge: terse\n"
+        "  judge_criteria: terse\n"
+        f"  benchmarks:\n    facts: {{file: {bench}, kind: yes_no}}\n",
+    )
+    config = load_config(path)
+    assert config.plugins == ["my_evals"]
+    assert config.evaluation.benchmarks["facts"].kind == "yes_no"
+    assert config.evaluation.judge == "terse"
+
+
+def test_a_plugin_that_cannot_be_imported(tmp_path, write_plugin):
+    assert fault(write(tmp_path, "plugins: [no_such_module]\n")) == (
+        f"{tmp_path / 'srf_config.yaml'}: plugins: cannot import 'no_such_module' "
+        "(ModuleNotFoundError: No module named 'no_such_module')"
+    )
+    write_plugin("broken", "raise RuntimeError('no API key\\nset one')\n")
+    assert fault(None, ["plugins=[broken]"]) == (
+        "config: plugins: cannot import 'broken' (RuntimeError: no API key)"
+    )
+
+
+def test_a_plugin_taking_a_built_in_name(write_plugin):
+    write_plugin(
+        "clash",
+        "from srft.annotation import JUDGES\nJUDGES.register('world')(object())\n",
+    )
+    assert fault(None, ["plugins=[clash]"]) == (
+        "config: plugins: cannot import 'clash' "
+        "(SrftError: judge 'world' is already registered; choose another name)"
+    )

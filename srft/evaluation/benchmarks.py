@@ -1,69 +1,85 @@
-"""Capability benchmarks: named files (JSONL, parquet or Hub ids) of a kind that
-`srft.evaluation.tasks` recognises by the rows' fields, scored on a model."""
+"""Capability benchmarks: named files (JSONL, parquet or Hub ids) of a registered kind, named in
+the config or told by the rows' fields (`srft.evaluation.tasks`), scored on a model."""
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from srft.config import Benchmark
 from srft.data.pairs import row_source
 from srft.errors import DataError
-from srft.evaluation.tasks import Kind, Settings, kind_of
+from srft.evaluation.tasks import KINDS, Kind, Settings, kind_of
 
 log = logging.getLogger("srft")
 
 
-def read_benchmark(source: str) -> tuple[Kind, list[dict[str, Any]]]:
-    """The kind and items of a benchmark file; errors name the file and line."""
+def read_benchmark(source: str, kind: str | None = None) -> tuple[Kind, list[dict[str, Any]]]:
+    """The kind and items of a benchmark file: of the registered `kind` or, without one, of the
+    kind its rows' fields tell. Errors name the file and line."""
+    named = KINDS.get(kind) if kind is not None else None
+    found: Kind | None = None
     items: list[dict[str, Any]] = []
-    kind: Kind | None = None
     for line, row in row_source(source, split="test"):
+        where = f"{source}:{line}"
         if isinstance(row, str):
-            raise DataError(f"{source}:{line}: {row}")
-        found = kind_of(row)
-        if found is None:
-            fields = ", ".join(sorted(row)) or "none"
-            raise DataError(
-                f"{source}:{line}: not a benchmark row (fields: {fields}); expected prompt/answer, "
-                "prompt/choices/answer (multiple choice), question/answer (GSM8K), "
-                "question/choices/answer (MMLU) or "
-                "task_id/prompt/test/entry_point (HumanEval)"
-            )
-        if kind is not None and found is not kind:
-            raise DataError(f"{source}:{line}: a {found.name} row in a {kind.name} benchmark")
-        kind = found
+            raise DataError(f"{where}: {row}")
+        fields = ", ".join(sorted(row)) or "none"
+        row_kind = named or kind_of(row)
+        if row_kind is None:
+            raise DataError(f"{where}: not a benchmark row (fields: {fields}); {_known_shapes()}")
+        if not all(f in row for f in row_kind.fields):
+            wanted = ", ".join(row_kind.fields)
+            raise DataError(f"{where}: a {row_kind.name} row has {wanted} (fields: {fields})")
+        if found is not None and row_kind is not found:
+            raise DataError(f"{where}: a {row_kind.name} row in a {found.name} benchmark")
+        found = row_kind
         items.append(row)
-    if kind is None:
+    if found is None:
         raise DataError(f"{source}: no rows")
-    return kind, items
+    return found, items
 
 
-def benchmark_texts(source: str) -> list[str]:
-    """Each item of a benchmark as one text, for decontamination."""
-    kind, items = read_benchmark(source)
+def benchmark_texts(benchmark: str | Benchmark) -> list[str]:
+    """Each item of a benchmark (a file, or a file and its kind) as one text, for
+    decontamination."""
+    benchmark = _as_benchmark(benchmark)
+    kind, items = read_benchmark(benchmark.file, benchmark.kind)
     return [kind.text(item) for item in items]
 
 
 def run_benchmarks(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    benchmarks: dict[str, str],
+    benchmarks: Mapping[str, str | Benchmark],
     max_prompt_length: int,
     max_new_tokens: int,
     execute_code: bool = False,
 ) -> dict[str, float]:
-    """Score per benchmark name. A code benchmark is left out (and says why in the log) unless
+    """Score per benchmark name; a benchmark is a file (its kind told by its rows' fields) or a
+    file and a registered kind. A code benchmark is left out (and says why in the log) unless
     `execute_code` allows running model-written programs."""
     settings = Settings(max_prompt_length, max_new_tokens, execute_code)
     scores = {}
-    for name, source in sorted(benchmarks.items()):
-        kind, items = read_benchmark(source)
+    for name, entry in sorted(benchmarks.items()):
+        benchmark = _as_benchmark(entry)
+        kind, items = read_benchmark(benchmark.file, benchmark.kind)
         score = kind.score(model, tokenizer, items, settings)
         if math.isnan(score):
             log.info("benchmark %s: not run (set evaluation.execute_code to run model code)", name)
             continue
         scores[name] = score
     return scores
+
+
+def _as_benchmark(entry: str | Benchmark) -> Benchmark:
+    return entry if isinstance(entry, Benchmark) else Benchmark(file=entry)
+
+
+def _known_shapes() -> str:
+    shapes = ", ".join(f"{'/'.join(k.fields)} ({k.name})" for k in KINDS.values() if k.fields)
+    return f"expected the fields of a benchmark kind: {shapes}; or name the kind in the config"

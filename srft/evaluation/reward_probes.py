@@ -5,19 +5,16 @@ so stage 4 and `srft evaluate-rm` run the same probes on any reward model."""
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
 
 import torch
 
+from srft.annotation import Scorer
 from srft.data.pairs import PreferencePair
 from srft.evaluation.alignment import pearson
 from srft.models.reward import RewardScorer
 from srft.outputs import Consistency, EdgeCase, FailureMode, LengthBias
 
 CONSISTENCY_TOLERANCE = 1e-3
-
-#: (prompts, responses) -> judge scores in [0, 1]
-Judge = Callable[[Sequence[str], Sequence[str]], list[float]]
 
 
 def consistency(scorer: RewardScorer, pairs: list[PreferencePair]) -> Consistency:
@@ -121,7 +118,7 @@ def failure_modes(
 
 
 def judge_accuracy(
-    judge: Judge, pairs: list[PreferencePair], chosen: torch.Tensor, rejected: torch.Tensor
+    judge: Scorer, pairs: list[PreferencePair], chosen: torch.Tensor, rejected: torch.Tensor
 ) -> tuple[float | None, int]:
     """Reward accuracy against the judge's preference, over the pairs the judge orders (ties
     counted half), and the number of those pairs."""

@@ -1,5 +1,6 @@
-"""Benchmark kinds: each is data (JSONL rows of a known shape) plus a scorer, told apart by the
-rows' fields.
+"""Benchmark kinds: each is data (JSONL rows of a known shape) plus a scorer, registered by name
+in `KINDS`. A config names a benchmark's kind, or leaves it to be told by the rows' fields.
+srft's own kinds, registered below as a user's module registers its own:
 
 - `exact_match`: `{"prompt", "answer"}`, greedy output equal to the answer (the world's tasks).
 - `gsm8k`: `{"question", "answer"}` with the final answer after `####`; greedy output, the last
@@ -10,6 +11,11 @@ rows' fields.
   continuation of the prompt (summed log-likelihood, as lm-evaluation-harness's `acc`).
 - `humaneval`: `{"task_id", "prompt", "test", "entry_point"}`; pass@1 of the greedy completion,
   run in the sandbox only when `execute_code` is on.
+
+A user's kind, in a module listed under the config's `plugins`:
+
+    @benchmark_kind("yes_no", fields=("statement", "label"))
+    def score_yes_no(model, tokenizer, items, settings) -> float: ...
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from srft.data.sft import encode_prompt
 from srft.evaluation.sandbox import run_program
 from srft.models.generation import generate
 from srft.models.reward import pad_batch
+from srft.registry import Registry
 
 LETTERS = "ABCD"
 CODE_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ")
@@ -45,17 +52,36 @@ Scorer = Callable[[PreTrainedModel, PreTrainedTokenizerBase, list[dict[str, Any]
 @dataclass(frozen=True)
 class Kind:
     name: str
-    fields: tuple[str, ...]
+    fields: tuple[str, ...]  # every row has them; () = used only when a config names the kind
     score: Scorer
     text: Callable[[dict[str, Any]], str]  # an item as text, for decontamination
 
 
+KINDS: Registry[Kind] = Registry("benchmark kind")
+
+
+def benchmark_kind(
+    name: str,
+    fields: tuple[str, ...] = (),
+    text: Callable[[dict[str, Any]], str] | None = None,
+) -> Callable[[Scorer], Scorer]:
+    """A decorator registering its scorer as the benchmark kind `name`. `fields` are those every
+    row has, by which rows are recognised when a config names no kind; `text` gives an item as
+    text for decontamination (by default its fields' values joined by spaces)."""
+
+    def register(score: Scorer) -> Scorer:
+        as_text = text or (lambda item: " ".join(str(item[f]) for f in fields))
+        KINDS.register(name)(Kind(name, fields, score, as_text))
+        return score
+
+    return register
+
+
 def kind_of(row: dict[str, Any]) -> Kind | None:
-    """The benchmark kind whose fields a row has (the most specific first), or None."""
-    for kind in KINDS:
-        if all(name in row for name in kind.fields):
-            return kind
-    return None
+    """The benchmark kind whose fields a row has, or None: of several, the one with the most
+    fields, then the first registered. A kind without fields is never recognised."""
+    found = [k for k in KINDS.values() if k.fields and all(f in row for f in k.fields)]
+    return max(found, key=lambda k: len(k.fields), default=None)
 
 
 def exact_match(predictions: list[str], answers: list[str]) -> float:
@@ -102,15 +128,13 @@ def _greedy(model, tokenizer, prompts: list[str], settings: Settings, strip: boo
     return [o[0] for o in outputs]
 
 
-def _score_exact(model, tokenizer, items, settings) -> float:
-    outputs = _greedy(model, tokenizer, [i["prompt"] for i in items], settings)
-    return exact_match(outputs, [i["answer"] for i in items])
-
-
 def gsm8k_prompt(question: str) -> str:
     return f"Question: {question}\nAnswer:"
 
 
+# Registered in this order: of two kinds with as many fields, the first registered is
+# recognised (a row with question, prompt and answer is GSM8K's, as it always was).
+@benchmark_kind("gsm8k", ("question", "answer"), text=lambda i: f"{i['question']} {i['answer']}")
 def _score_gsm8k(model, tokenizer, items, settings) -> float:
     outputs = _greedy(model, tokenizer, [gsm8k_prompt(i["question"]) for i in items], settings)
     hits = 0
@@ -118,6 +142,12 @@ def _score_gsm8k(model, tokenizer, items, settings) -> float:
         got, want = final_number(output), gsm8k_answer(item["answer"])
         hits += got is not None and want is not None and abs(got - want) < 1e-6
     return hits / len(items)
+
+
+@benchmark_kind("exact_match", ("prompt", "answer"), text=lambda i: f"{i['prompt']} {i['answer']}")
+def _score_exact(model, tokenizer, items, settings) -> float:
+    outputs = _greedy(model, tokenizer, [i["prompt"] for i in items], settings)
+    return exact_match(outputs, [i["answer"] for i in items])
 
 
 def mmlu_prompt(item: dict[str, Any]) -> str:
@@ -154,6 +184,11 @@ def _most_likely(model, tokenizer, context: str, continuations: list[str], setti
     return max(range(len(scores)), key=scores.__getitem__)
 
 
+@benchmark_kind(
+    "mmlu",
+    ("question", "choices", "answer"),
+    text=lambda i: f"{i['question']} {' '.join(map(str, i['choices']))}",
+)
 def _score_mmlu(model, tokenizer, items, settings) -> float:
     hits = 0
     for item in items:
@@ -164,6 +199,11 @@ def _score_mmlu(model, tokenizer, items, settings) -> float:
     return hits / len(items)
 
 
+@benchmark_kind(
+    "multiple_choice",
+    ("prompt", "choices", "answer"),
+    text=lambda i: f"{i['prompt']} {' '.join(map(str, i['choices']))}",
+)
 def _score_choice(model, tokenizer, items, settings) -> float:
     hits = 0
     for item in items:
@@ -178,6 +218,11 @@ def humaneval_program(item: dict[str, Any], completion: str) -> str:
     return f"{item['prompt']}{completion}\n\n{item['test']}\n\ncheck({item['entry_point']})\n"
 
 
+@benchmark_kind(
+    "humaneval",
+    ("task_id", "prompt", "test", "entry_point"),
+    text=lambda i: f"{i['prompt']} {i.get('canonical_solution', '')}",
+)
 def _score_humaneval(model, tokenizer, items, settings) -> float:
     if not settings.execute_code:
         return float("nan")  # reported as not run: running model code needs the opt-in
@@ -187,29 +232,3 @@ def _score_humaneval(model, tokenizer, items, settings) -> float:
         for item, output in zip(items, outputs, strict=True)
     )
     return passed / len(items)
-
-
-KINDS: tuple[Kind, ...] = (
-    Kind(
-        "humaneval",
-        ("task_id", "prompt", "test", "entry_point"),
-        _score_humaneval,
-        lambda i: f"{i['prompt']} {i.get('canonical_solution', '')}",
-    ),
-    Kind(
-        "mmlu",
-        ("question", "choices", "answer"),
-        _score_mmlu,
-        lambda i: f"{i['question']} {' '.join(map(str, i['choices']))}",
-    ),
-    Kind(
-        "multiple_choice",
-        ("prompt", "choices", "answer"),
-        _score_choice,
-        lambda i: f"{i['prompt']} {' '.join(map(str, i['choices']))}",
-    ),
-    Kind("gsm8k", ("question", "answer"), _score_gsm8k, lambda i: f"{i['question']} {i['answer']}"),
-    Kind(
-        "exact_match", ("prompt", "answer"), _score_exact, lambda i: f"{i['prompt']} {i['answer']}"
-    ),
-)

@@ -5,19 +5,16 @@ reward and judge score."""
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from srft.annotation import Scorer
 from srft.models.reward import RewardScorer
 from srft.rl.policy import CausalPolicy
 from srft.rl.rollout import ReferenceLogits, ScoredSample, sample_and_score
-
-#: (prompts, responses) -> judge scores in [0, 1]
-Judge = Callable[[Sequence[str], Sequence[str]], list[float]]
 
 
 class Sampler(Protocol):
@@ -61,7 +58,7 @@ class PolicySample:
 
 
 def measure_policy(
-    sampler: Sampler, prompts: list[str], batch_size: int, judge: Judge | None = None
+    sampler: Sampler, prompts: list[str], batch_size: int, judge: Scorer | None = None
 ) -> dict[str, float]:
     """Token-weighted means over all `prompts` (one sampled response each):
     kl_per_token_nats, kl_per_sequence_nats, entropy_nats, reward, response_tokens and, with a
@@ -71,7 +68,7 @@ def measure_policy(
 
 @torch.no_grad()
 def sample_policy(
-    sampler: Sampler, prompts: list[str], batch_size: int, judge: Judge | None = None
+    sampler: Sampler, prompts: list[str], batch_size: int, judge: Scorer | None = None
 ) -> PolicySample:
     """One sampled response per entry of `prompts`, in batches of `batch_size`, scored, with
     `measure_policy`'s means."""

@@ -14,11 +14,12 @@ import random
 import shutil
 import statistics
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from srft.annotation import Scorer
 from srft.artifacts import checkpoint_folders
 from srft.decisions import kl_guard, kl_remedy
 from srft.progress import Reporter
@@ -27,8 +28,6 @@ from srft.tracking import Tracker
 
 log = logging.getLogger("srft")
 
-#: (prompts, responses) -> judge scores in [0, 1]
-Judge = Callable[[Sequence[str], Sequence[str]], list[float]]
 #: (decision, reason, numbers) -> None: logs a decision of the loop
 DecisionLog = Callable[[str, str, dict[str, Any]], None]
 
@@ -72,7 +71,7 @@ def train_policy(
     *,
     save_interval: int,
     log_interval: int,
-    judge: Judge | None = None,
+    judge: Scorer | None = None,
     decide: DecisionLog | None = None,
     description: str = "rl",
     step_offset: int = 0,

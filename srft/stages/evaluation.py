@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 
-from srft.annotation import build_judge, import_callable
+from srft.annotation import build_judge, build_judge_criteria
 from srft.artifacts import atomic_write_json
 from srft.config import SrftConfig
 from srft.data.pairs import read_pairs
@@ -136,7 +136,7 @@ def _interpretability(config: SrftConfig, samples: list[PolicySample]) -> Interp
     judged = [j for s in samples for j in s.judge_scores]
     criteria = None
     if config.evaluation.judge_criteria:
-        criteria_fn = import_callable(config.evaluation.judge_criteria, "evaluation.judge_criteria")
+        criteria_fn = build_judge_criteria(config)
         table = criteria_fn(prompts, responses)
         criteria = {name: pearson(rewards, [row[name] for row in table]) for name in table[0]}
     ranked = sorted(range(len(rewards)), key=lambda i: rewards[i])

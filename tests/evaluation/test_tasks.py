@@ -1,3 +1,4 @@
+import json
 import math
 from pathlib import Path
 
@@ -5,6 +6,7 @@ import pytest
 import torch
 
 import srft.evaluation.tasks as tasks
+from srft.config import Benchmark, validate_config
 from srft.errors import DataError
 from srft.evaluation.benchmarks import benchmark_texts, read_benchmark, run_benchmarks
 from srft.evaluation.tasks import (
@@ -141,3 +143,108 @@ def test_a_constant_mmlu_answer_scores_its_letters_share(monkeypatch, letter, sh
     monkeypatch.setattr(tasks, "continuation_logprobs", lambda *a: constant)
     source = str(DATA / "mmlu" / "dev_sample.jsonl")
     assert run_benchmarks(None, None, {"mmlu": source}, 64, 16) == {"mmlu": share}
+
+
+# --- benchmark kinds by name -----------------------------------------------------------------
+
+# A user's module: a kind scored by the model's log-likelihood of the answer against a distractor.
+LIKELIER_PLUGIN = """
+from srft.evaluation.tasks import benchmark_kind, continuation_logprobs
+
+
+@benchmark_kind("likelier", fields=("context", "answer", "distractor"))
+def score_likelier(model, tokenizer, items, settings):
+    hits = 0
+    for item in items:
+        answer, distractor = continuation_logprobs(
+            model, tokenizer, item["context"], [item["answer"], item["distractor"]],
+            settings.max_prompt_length,
+        )
+        hits += answer > distractor
+    return hits / len(items)
+"""
+
+
+def write_rows(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return str(path)
+
+
+def test_srfts_kinds_are_registered_by_name():
+    assert set(tasks.KINDS.names()) >= {
+        "exact_match",
+        "gsm8k",
+        "mmlu",
+        "multiple_choice",
+        "humaneval",
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "kind"),
+    [
+        (("question", "prompt", "answer"), "gsm8k"),
+        (("question", "prompt", "choices", "answer"), "mmlu"),
+        (("task_id", "prompt", "test", "entry_point", "answer"), "humaneval"),
+    ],
+)
+def test_rows_that_fit_several_kinds_keep_their_kind(fields, kind):
+    assert tasks.kind_of(dict.fromkeys(fields, "x")).name == kind
+
+
+def test_a_plugins_kind_named_in_the_config_scores_on_a_model(write_plugin, tmp_path):
+    write_plugin("likelier_plugin", LIKELIER_PLUGIN)
+    rows = [
+        {"context": "kim says", "answer": " apple pear", "distractor": " drum"},
+        {"context": "name three fruits", "answer": " apple", "distractor": " red"},
+    ]
+    source = write_rows(tmp_path / "likelier.jsonl", rows)
+    config = validate_config(
+        {
+            "plugins": ["likelier_plugin"],
+            "evaluation": {"benchmarks": {"fruit": {"file": source, "kind": "likelier"}}},
+        }
+    )
+    tokenizer = build_tokenizer()
+    model = build_base_model(tokenizer, hidden_size=16, num_layers=1, num_heads=2)
+
+    scores = run_benchmarks(model, tokenizer, config.evaluation.benchmarks, 16, 4)
+
+    def likelier(row):
+        answer, distractor = continuation_logprobs(
+            model, tokenizer, row["context"], [row["answer"], row["distractor"]], 16
+        )
+        return answer > distractor
+
+    assert [likelier(row) for row in rows] == [False, True]  # the tiny model's own choices
+    assert scores == {"fruit": 0.5}
+    assert benchmark_texts(config.evaluation.benchmarks["fruit"])[0] == "kim says  apple pear  drum"
+
+
+def test_a_named_kind_takes_precedence_over_the_rows_fields(write_plugin, tmp_path, monkeypatch):
+    write_plugin(
+        "answer_length",
+        """
+        from srft.evaluation.tasks import benchmark_kind
+
+        @benchmark_kind("answer_length", text=lambda item: item["answer"])
+        def score(model, tokenizer, items, settings):
+            return sum(len(i["answer"]) for i in items) / len(items)
+        """,
+    )
+    import answer_length  # noqa: F401  registers the kind, as `plugins` would
+
+    source = write_rows(tmp_path / "qa.jsonl", [{"prompt": "p", "answer": "four"}])
+    monkeypatch.setattr(tasks, "generate", lambda model, tok, prompts, **kw: [["four"]])
+    named = Benchmark(file=source, kind="answer_length")
+    assert run_benchmarks(None, None, {"qa": named}, 16, 4) == {"qa": 4.0}
+    assert run_benchmarks(None, None, {"qa": source}, 16, 4) == {"qa": 1.0}  # exact_match
+    assert benchmark_texts(named) == ["four"]
+    # A kind without fields is used only by name: it never claims rows of no known kind.
+    assert tasks.kind_of({"q": 1}) is None
+
+
+def test_a_row_without_the_named_kinds_fields_is_named(tmp_path):
+    source = write_rows(tmp_path / "math.jsonl", [{"question": "1+1?", "answer": "#### 2"}, {}])
+    with pytest.raises(DataError, match=r"math.jsonl:2: a gsm8k row has question, answer"):
+        read_benchmark(source, "gsm8k")
