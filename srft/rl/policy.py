@@ -52,7 +52,11 @@ class CausalPolicy(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One generation step with the KV cache: logits at the last position (and, where the
         policy carries one, the value head's estimate there)."""
-        return self._run(input_ids, attention_mask, position_ids, 1, cache).logits, None
+        logits = self._run(input_ids, attention_mask, position_ids, 1, cache).logits
+        return logits, self._step_values()
+
+    def _step_values(self) -> torch.Tensor | None:
+        return None
 
 
 class PolicyWithValue(CausalPolicy):
@@ -88,15 +92,9 @@ class PolicyWithValue(CausalPolicy):
         self._hidden = None
         return values.float()
 
-    def step(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        position_ids: torch.Tensor,
-        cache,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        logits = self._run(input_ids, attention_mask, position_ids, 1, cache).logits
-        return logits, self._values_from_hidden() if self.shared else None
+    def _step_values(self) -> torch.Tensor | None:
+        # With a separate critic, values come from one pass of the critic after sampling.
+        return self._values_from_hidden() if self.shared else None
 
     def forward(
         self,

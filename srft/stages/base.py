@@ -32,6 +32,11 @@ class StageContext:
     attempt: int = 0
     resume: bool = False  # an interrupted attempt left checkpoints in workdir
 
+    @property
+    def checkpoints(self) -> Path:
+        """Where the stage keeps the checkpoints an interrupted attempt resumes from."""
+        return self.workdir / "checkpoints"
+
     def path(self, name: str) -> Path:
         """Where this stage writes the file of its record's field `name`."""
         return self.workdir / self.outputs.default_path(name)

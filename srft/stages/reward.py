@@ -23,7 +23,7 @@ def run(ctx: StageContext) -> StageResult:
     base = _reward_base(ctx)
     tokenizer = load_tokenizer(base)
     model = load_reward_model(base, tokenizer.pad_token_id, seed=config.seed)
-    checkpoints = checkpoint_folders(ctx.workdir / "checkpoints")
+    checkpoints = checkpoint_folders(ctx.checkpoints)
     result = fit_reward_model(
         model,
         tokenizer,

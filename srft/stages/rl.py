@@ -21,7 +21,7 @@ def run(ctx: StageContext) -> StageResult:
     rl = config.rl_training
     apply_threads(config.compute)
     prompts = training_prompts(config)
-    checkpoints = ctx.workdir / "checkpoints"
+    checkpoints = ctx.checkpoints
     start = latest_checkpoint(checkpoints) if ctx.resume else None
     sft_model = str(ctx.upstream(SFTOutputs).model)
     engine = build_engine(config, sft_model, str(ctx.upstream(RewardOutputs).model), start)

@@ -50,7 +50,7 @@ def run(ctx: StageContext) -> StageResult:
             model=model,
             args=training_arguments(
                 config,
-                ctx.workdir / "checkpoints",
+                ctx.checkpoints,
                 learning_rate=config.sft.learning_rate,
                 batch_size=config.sft.batch_size,
                 epochs=config.sft.epochs,
@@ -95,7 +95,7 @@ def run(ctx: StageContext) -> StageResult:
 
 
 def _last_checkpoint(ctx: StageContext) -> str | None:
-    found = checkpoint_folders(ctx.workdir / "checkpoints")
+    found = checkpoint_folders(ctx.checkpoints)
     return str(found[-1]) if found else None
 
 
