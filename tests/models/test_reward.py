@@ -179,3 +179,42 @@ def test_an_encoder_scores_the_sequence_pair():
     assert tokenizer.eos_token_id is None
     ids = encode_pair_text(tokenizer, "a b c", "x y z", max_prompt=2, max_response=2)
     assert tokenizer.convert_ids_to_tokens(ids) == ["[CLS]", "b", "c", "[SEP]", "x", "y", "[SEP]"]
+
+
+# --- RewardScorer ----------------------------------------------------------------------------
+
+
+def word_scorer(policy_tokenizer=None):
+    from srft.models.reward import RewardScorer
+
+    tokenizer = build_tokenizer()
+    model = tiny_reward_model(pad_token_id=tokenizer.pad_token_id)
+    model.resize_token_embeddings(len(tokenizer))
+    return RewardScorer(model, tokenizer, 8, 8, policy_tokenizer=policy_tokenizer)
+
+
+def test_the_scorer_scores_texts_as_encode_pair_text_makes_them():
+    scorer = word_scorer()
+    prompts, responses = ["kim says : name one fruit"], ["apple"]
+    expected = score_sequences(scorer.model, [scorer.encode(prompts[0], responses[0])], 0)
+    assert torch.equal(scorer(prompts, responses), expected)
+
+
+def test_the_scorer_takes_the_policys_tokens_only_when_it_shares_them():
+    sequences = [[5, 6, 7, 2]]  # not what the text encodes to
+    shared = word_scorer(policy_tokenizer=build_tokenizer())
+    assert shared.same_tokens
+    direct = score_sequences(shared.model, sequences, shared.tokenizer.pad_token_id)
+    assert torch.equal(shared(["kim"], ["apple"], sequences), direct)
+    alone = word_scorer()
+    assert not alone.same_tokens
+    assert torch.equal(alone(["kim"], ["apple"], sequences), alone(["kim"], ["apple"]))
+
+
+def test_the_scorers_accuracy_is_pair_accuracy_of_its_rewards():
+    from srft.data.pairs import PreferencePair
+
+    scorer = word_scorer()
+    pairs = [PreferencePair("kim", "apple pear", "dog"), PreferencePair("ann", "red", "blue")]
+    chosen, rejected = scorer.pairs(pairs)
+    assert scorer.accuracy(pairs) == pair_accuracy(chosen, rejected)
