@@ -220,10 +220,15 @@ class RLTrainingConfig(Section):
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient norm clip; None = off")
     whiten_advantages: bool = Field(True, description="Normalise advantages per batch")
     adaptive_kl: bool = Field(
-        True, description="Move kl_penalty toward constraints.kl_target x adaptive_kl_fraction"
+        True,
+        description="Adapt kl_penalty so the KL approaches its aim, "
+        "constraints.kl_target x adaptive_kl_fraction",
     )
     adaptive_kl_fraction: float = Field(
-        0.5, gt=0, le=1, description="The adaptive controller's target as a share of kl_target"
+        0.5,
+        gt=0,
+        le=1,
+        description="The adaptive controller's aim as a share of the KL bound kl_target",
     )
     kl_horizon: int = Field(500, ge=1, description="Episodes over which the KL controller adapts")
     early_stop_on_kl: bool = Field(
@@ -373,7 +378,7 @@ class IterationConfig(Section):
         0.85,
         gt=0,
         le=1,
-        description="The KL controller's target in iterations, as a share of kl_target "
+        description="The KL controller's aim in iterations, as a share of the bound kl_target "
         "(stage 5 uses rl_training.adaptive_kl_fraction)",
     )
     min_improvement: float = Field(

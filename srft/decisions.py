@@ -104,24 +104,35 @@ def retrain_reward_model(
     return Adjustment(changes, reason, rerun_from=3)
 
 
+#: What `kl_remedy` does, in the words decisions.jsonl logs.
+KL_REMEDY = "half the learning rate, twice the KL penalty"
+
+
 def kl_remedy(learning_rate: float, kl_coef: float) -> tuple[float, float]:
     """KL over its bound: half the learning rate and twice the KL penalty."""
     return learning_rate / 2, kl_coef * 2
 
 
 def kl_guard(
-    kl_per_token_nats: float, bound: float, rollbacks: int, max_rollbacks: int
+    kl_per_token_nats: float,
+    kl_bound_nats: float,
+    rollbacks: int,
+    max_rollbacks: int,
+    early_stop: bool = True,
 ) -> Literal["continue", "rollback", "stop"]:
-    """The RL loop's guard on the recent per-token KL: within the bound, continue; over it, roll
-    back to the last good checkpoint with `kl_remedy`, or stop there once the rollbacks run out."""
-    if kl_per_token_nats <= bound:
+    """The RL loop's guard on the recent per-token KL: within the bound (or with the early stop
+    off), continue; over it, roll back to the last good checkpoint with `kl_remedy`, or stop
+    there once the rollbacks run out."""
+    if not early_stop or kl_per_token_nats <= kl_bound_nats:
         return "continue"
     return "rollback" if rollbacks < max_rollbacks else "stop"
 
 
 def adjust_rl(
-    failed: list[Gate],
+    failed: set[str],
     *,
+    entropy_nats: float | None,
+    entropy_band: tuple[float, float],
     learning_rate: float,
     kl_penalty: float,
     reward_scale: float,
@@ -131,22 +142,20 @@ def adjust_rl(
     twice the entropy bonus (at least 0.01); over the band: the opposite."""
     changes: dict[str, Any] = {}
     reasons = []
-    for gate in failed:
-        if gate.name == "kl_divergence":
-            lr, coef = kl_remedy(learning_rate, kl_penalty)
-            changes["rl_training.learning_rate"] = lr
-            changes["rl_training.kl_penalty"] = coef
-            reasons.append("KL over: half the learning rate, twice the KL penalty")
-        elif gate.name == "entropy" and gate.value is not None:
-            low, _ = gate.threshold  # type: ignore[misc]
-            if gate.value < low:
-                changes["rl_training.reward_scale"] = reward_scale / 2
-                changes["rl_training.entropy_bonus"] = max(0.01, entropy_bonus * 2)
-                reasons.append("entropy under the band: lower reward scale, higher entropy bonus")
-            else:
-                changes["rl_training.reward_scale"] = reward_scale * 2
-                changes["rl_training.entropy_bonus"] = entropy_bonus / 2
-                reasons.append("entropy over the band: higher reward scale, lower entropy bonus")
+    if "kl_divergence" in failed:
+        lr, coef = kl_remedy(learning_rate, kl_penalty)
+        changes["rl_training.learning_rate"] = lr
+        changes["rl_training.kl_penalty"] = coef
+        reasons.append(f"KL over: {KL_REMEDY}")
+    if "entropy" in failed and entropy_nats is not None:
+        if entropy_nats < entropy_band[0]:
+            changes["rl_training.reward_scale"] = reward_scale / 2
+            changes["rl_training.entropy_bonus"] = max(0.01, entropy_bonus * 2)
+            reasons.append("entropy under the band: lower reward scale, higher entropy bonus")
+        else:
+            changes["rl_training.reward_scale"] = reward_scale * 2
+            changes["rl_training.entropy_bonus"] = entropy_bonus / 2
+            reasons.append("entropy over the band: higher reward scale, lower entropy bonus")
     if not changes:
         return None
     return Adjustment(changes, "; ".join(reasons), rerun_from=5)
@@ -168,7 +177,7 @@ def judge_iteration(
     kl_per_token_nats: float,
     entropy_nats: float,
     reward_accuracy_val: float,
-    kl_bound: float,
+    kl_bound_nats: float,
     entropy_band: tuple[float, float],
     accuracy_target: float,
     min_improvement: float,
@@ -178,8 +187,8 @@ def judge_iteration(
     `min_improvement`; else accepted."""
     low, high = entropy_band
     gain = score - previous_score
-    if kl_per_token_nats > kl_bound:
-        return "rolled_back", f"KL {kl_per_token_nats:.4f} nats/token over {kl_bound}"
+    if kl_per_token_nats > kl_bound_nats:
+        return "rolled_back", f"KL {kl_per_token_nats:.4f} nats/token over {kl_bound_nats}"
     if not low <= entropy_nats <= high:
         return "rolled_back", f"entropy {entropy_nats:.4f} nats outside [{low}, {high}]"
     if reward_accuracy_val < accuracy_target:

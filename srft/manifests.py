@@ -9,7 +9,7 @@ from typing import Any
 
 from srft.artifacts import atomic_write_json, read_json
 from srft.gates import Gate
-from srft.outputs import StageOutputs
+from srft.outputs import StageOutputs, scalar_fields
 from srft.run_dir import STAGE_FOLDERS, RunDir
 
 #: Part of every stage's fingerprint: manifests of another format are not reused.
@@ -72,6 +72,16 @@ def stage_state(run: RunDir, number: int) -> dict[str, Any] | None:
     return latest_manifest(run, number)
 
 
+def published_gates(run: RunDir, before: int) -> list[Gate]:
+    """The gates of the published stages numbered below `before`, in stage order."""
+    return [
+        Gate.from_dict(g)
+        for number in STAGE_FOLDERS
+        if number < before
+        for g in published_manifest(run, number).get("gates", [])
+    ]
+
+
 def collect_gates(run: RunDir) -> list[Gate]:
     """The gates of every stage's latest manifest, in stage order."""
     gates: list[Gate] = []
@@ -84,12 +94,7 @@ def collect_gates(run: RunDir) -> list[Gate]:
 
 def manifest_scalars(manifest: dict[str, Any]) -> dict[str, Any]:
     """The numbers and strings of a manifest's outputs record that are not files."""
-    files = set(manifest.get("files", []))
-    return {
-        key: value
-        for key, value in manifest.get("outputs", {}).items()
-        if key not in files and (isinstance(value, int | float | str | bool) or value is None)
-    }
+    return scalar_fields(manifest.get("outputs", {}), manifest.get("files", []))
 
 
 def write_summary(run: RunDir, status: str, wall_seconds: float, decision: str | None) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from srft.artifacts import read_json
 from srft.errors import SrftError
 from srft.run_dir import RunDir
 
@@ -50,15 +52,21 @@ class StageOutputs(BaseModel):
 
     def scalars(self) -> dict[str, Any]:
         """The numbers and strings of the record that are not files (summary.json's metrics)."""
-        files = set(self.file_fields())
-        return {
-            name: value
-            for name, value in self.model_dump(mode="json").items()
-            if name not in files and (isinstance(value, int | float | str | bool) or value is None)
-        }
+        return scalar_fields(self.model_dump(mode="json"), self.file_fields())
 
 
 Outputs = TypeVar("Outputs", bound=StageOutputs)
+
+
+def scalar_fields(record: dict[str, Any], files: Iterable[str]) -> dict[str, Any]:
+    """The fields of a record (as JSON) holding a number, a string, a bool or None, files
+    left out."""
+    leave_out = set(files)
+    return {
+        name: value
+        for name, value in record.items()
+        if name not in leave_out and (isinstance(value, int | float | str | bool) or value is None)
+    }
 
 
 def _is_path(annotation: Any) -> bool:
@@ -95,8 +103,6 @@ def outputs_from_manifest(
 
 def read_outputs(run: RunDir, cls: type[Outputs]) -> Outputs:
     """The published record of stage `cls.STAGE` in `run`."""
-    from srft.artifacts import read_json
-
     path = run.manifest(cls.STAGE)
     if not path.exists():
         raise SrftError(f"{path}: stage {cls.STAGE} has not been published in {run.root}")
@@ -340,14 +346,3 @@ class EvaluationOutputs(StageOutputs):
     reward_hacking: bool | None
     interpretability: Interpretability
     deploy_decision: Literal["deploy", "rollback", "stop"]
-
-
-RECORDS: tuple[type[StageOutputs], ...] = (
-    SFTOutputs,
-    PreferenceOutputs,
-    RewardOutputs,
-    RewardValidationOutputs,
-    RLOutputs,
-    IterationOutputs,
-    EvaluationOutputs,
-)

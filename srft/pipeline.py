@@ -185,7 +185,7 @@ class Pipeline:
                 retries[origin] = retries.get(origin, 0)
             index = stages.index(origin) if origin in stages else index
         decision = None
-        if published_manifest(self.run, EvaluationOutputs.STAGE):
+        if EvaluationOutputs.STAGE in stages:
             decision = read_outputs(self.run, EvaluationOutputs).deploy_decision
         self._write_summary("passed", started, decision)
         self._write_report()

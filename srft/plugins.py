@@ -28,7 +28,7 @@ def check_registered_names(config: SrftConfig, source: str) -> None:
 
         _check_names(KINDS, kinds, source)
     if judges or annotators:
-        from srft.annotation import ANNOTATORS, JUDGES
+        from srft.judges import ANNOTATORS, JUDGES
 
         _check_names(JUDGES, judges, source)
         _check_names(ANNOTATORS, annotators, source)

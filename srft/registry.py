@@ -8,7 +8,6 @@ object under a taken name is an error rather than a silent replacement.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -18,23 +17,16 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Name -> object for one sort of object, e.g. `Registry("judge")`.
+    """Name -> object for one sort of object, e.g. `Registry("judge")`."""
 
-    `built_ins` names srft's modules that register into this registry from outside the module
-    that defines it; they are imported on the first lookup, so srft's own names are always known.
-    """
-
-    def __init__(self, sort: str, built_ins: tuple[str, ...] = ()) -> None:
+    def __init__(self, sort: str) -> None:
         self.sort = sort
-        self._built_ins = built_ins
-        self._built_ins_imported = not built_ins
         self._entries: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         """A decorator that registers its object under `name` and returns it unchanged."""
 
         def add(obj: T) -> T:
-            self._import_built_ins()
             held = self._entries.get(name)
             if held is not None and held is not obj:
                 raise SrftError(f"{self.sort} '{name}' is already registered; choose another name")
@@ -45,7 +37,6 @@ class Registry(Generic[T]):
 
     def get(self, name: str, key: str | None = None) -> T:
         """The object registered as `name`; the error names `key` (a config key) when given."""
-        self._import_built_ins()
         if name not in self._entries:
             where = f"{key}: " if key else ""
             known = ", ".join(self.names()) or "none"
@@ -54,17 +45,8 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """The registered names, sorted."""
-        self._import_built_ins()
         return sorted(self._entries)
 
     def values(self) -> list[T]:
         """The registered objects, in the order they were registered."""
-        self._import_built_ins()
         return list(self._entries.values())
-
-    def _import_built_ins(self) -> None:
-        if self._built_ins_imported:
-            return
-        self._built_ins_imported = True  # before importing: the modules register into this
-        for module in self._built_ins:
-            importlib.import_module(module)

@@ -13,10 +13,10 @@ from typing import Any
 from markdown_it import MarkdownIt
 
 from srft.artifacts import atomic_write_text, read_json, read_jsonl
+from srft.errors import SrftError
 from srft.gates import Gate
 from srft.manifests import collect_gates, latest_manifest
 from srft.outputs import (
-    RECORDS,
     EvaluationOutputs,
     IterationOutputs,
     PreferenceOutputs,
@@ -47,18 +47,23 @@ DEFINITIONS = """\
 """
 
 
-def write_report(run: RunDir, records_of: Sequence[type[StageOutputs]] = RECORDS) -> Path:
+def write_report(run: RunDir, records_of: Sequence[type[StageOutputs]]) -> Path:
     """Write report.md for the run as it stands, reading each stage's outputs record (of the
     classes `records_of`); returns its path."""
     manifests = {}
     records: dict[int, StageOutputs] = {}
+    unreadable: dict[int, str] = {}  # e.g. a manifest an older srft wrote
     for record in records_of:  # a failed attempt newer than the published stage shows
         manifest = latest_manifest(run, record.STAGE)
-        if manifest is not None and manifest.get("status") != "running":
-            manifests[record.STAGE] = manifest
+        if manifest is None:
+            continue
+        manifests[record.STAGE] = manifest
+        try:
             records[record.STAGE] = outputs_from_manifest(
                 record, manifest, run.stage(record.STAGE), check_files=False
             )
+        except SrftError as err:
+            unreadable[record.STAGE] = str(err)
     gates = collect_gates(run)
     summary = read_json(run.summary) if run.summary.exists() else {}
     lines = [
@@ -87,7 +92,9 @@ def write_report(run: RunDir, records_of: Sequence[type[StageOutputs]] = RECORDS
         lines += [f"### Stage {number}: {title}", ""]
         record = records.get(number)
         render = CHECKLISTS.get(type(record))
-        if record is None:
+        if number in unreadable:
+            lines.append(f"- [ ] outputs record unreadable: {unreadable[number]}")
+        elif record is None:
             lines.append("- [ ] not run in this run directory")
         elif render is None:
             lines.append(f"- [ ] no checklist for {type(record).__name__}")

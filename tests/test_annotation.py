@@ -43,7 +43,8 @@ def test_a_plugins_judge_scores_by_its_criteria(write_plugin):
     write_plugin(
         "terse_judge",
         """
-        from srft.annotation import JUDGES, WeightedCriteria
+        from srft.judges import JUDGES
+        from srft.scoring import WeightedCriteria
 
         def criteria(prompt, response):
             return {"short": float(len(response.split()) <= 1), "polite": float("please" in response)}

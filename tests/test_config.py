@@ -394,7 +394,8 @@ def test_pair_file_keys_take_hub_dataset_ids():
 
 # A user's module registering a benchmark kind and a judge.
 PLUGIN = """
-from srft.annotation import JUDGES, WeightedCriteria
+from srft.judges import JUDGES
+from srft.scoring import WeightedCriteria
 from srft.evaluation.tasks import benchmark_kind
 
 
@@ -474,7 +475,7 @@ def test_a_plugin_that_cannot_be_imported(tmp_path, write_plugin):
 def test_a_plugin_taking_a_built_in_name(write_plugin):
     write_plugin(
         "clash",
-        "from srft.annotation import JUDGES\nJUDGES.register('world')(object())\n",
+        "from srft.judges import JUDGES\nJUDGES.register('world')(object())\n",
     )
     assert fault(None, ["plugins=[clash]"]) == (
         "config: plugins: cannot import 'clash' "

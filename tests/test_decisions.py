@@ -119,27 +119,36 @@ def test_kl_guard():
     assert kl_guard(0.1, 0.1, rollbacks=0, max_rollbacks=2) == "continue"  # at the bound
     assert kl_guard(0.11, 0.1, rollbacks=1, max_rollbacks=2) == "rollback"
     assert kl_guard(0.11, 0.1, rollbacks=2, max_rollbacks=2) == "stop"
+    assert kl_guard(0.5, 0.1, rollbacks=0, max_rollbacks=2, early_stop=False) == "continue"
 
 
-def rl_settings():
-    return {"learning_rate": 1e-5, "kl_penalty": 0.1, "reward_scale": 1.0, "entropy_bonus": 0.01}
+def rl_settings(entropy_nats=None):
+    return {
+        "entropy_nats": entropy_nats,
+        "entropy_band": (0.5, 2.0),
+        "learning_rate": 1e-5,
+        "kl_penalty": 0.1,
+        "reward_scale": 1.0,
+        "entropy_bonus": 0.01,
+    }
 
 
 def test_rl_kl_over_applies_the_guards_remedy():
-    found = adjust_rl([gate("kl_divergence", 0.2, 0.1, "<=", 5)], **rl_settings())
+    found = adjust_rl({"kl_divergence"}, **rl_settings(entropy_nats=1.0))
     assert found.changes == {"rl_training.learning_rate": 5e-6, "rl_training.kl_penalty": 0.2}
     assert found.rerun_from == 5
+    assert found.reason == "KL over: half the learning rate, twice the KL penalty"
 
 
 def test_rl_entropy_outside_the_band_moves_reward_scale_and_bonus_opposite_ways():
-    low = adjust_rl([gate("entropy", 0.3, (0.5, 2.0), "in", 5)], **rl_settings()).changes
+    low = adjust_rl({"entropy"}, **rl_settings(entropy_nats=0.3)).changes
     assert low == {"rl_training.reward_scale": 0.5, "rl_training.entropy_bonus": 0.02}
-    high = adjust_rl([gate("entropy", 2.5, (0.5, 2.0), "in", 5)], **rl_settings()).changes
+    high = adjust_rl({"entropy"}, **rl_settings(entropy_nats=2.5)).changes
     assert high == {"rl_training.reward_scale": 2.0, "rl_training.entropy_bonus": 0.005}
 
 
 def test_no_failed_gate_needs_no_adjustment():
-    assert adjust_rl([], **rl_settings()) is None
+    assert adjust_rl(set(), **rl_settings(entropy_nats=1.0)) is None
     assert adjust_evaluation({"win_rate"}, learning_rate=1e-5) is None
 
 
@@ -156,7 +165,7 @@ def iteration(score, kl=0.05, entropy=1.0, accuracy=0.8):
         kl_per_token_nats=kl,
         entropy_nats=entropy,
         reward_accuracy_val=accuracy,
-        kl_bound=0.1,
+        kl_bound_nats=0.1,
         entropy_band=(0.5, 2.0),
         accuracy_target=0.7,
         min_improvement=0.01,

@@ -1,5 +1,3 @@
-import sys
-
 import pytest
 
 from srft.errors import SrftError
@@ -46,18 +44,3 @@ def test_a_taken_name_is_not_silently_replaced():
     ):
         things.register("mine")(object())
     assert things.get("mine") is first
-
-
-def test_built_in_modules_register_before_anything_else(write_plugin):
-    # A registry whose own entries live in another module, as the judges live in srft.world.
-    write_plugin(
-        "home", "from srft.registry import Registry\nTHINGS = Registry('thing', ('own',))\n"
-    )
-    write_plugin("own", "from home import THINGS\nTHINGS.register('own')('built in')\n")
-    from home import THINGS
-
-    assert "own" not in sys.modules
-    # A user's object cannot take a built-in name, even before any lookup.
-    with pytest.raises(SrftError, match="thing 'own' is already registered"):
-        THINGS.register("own")("a user's")
-    assert THINGS.get("own") == "built in"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from srft.annotation import ANNOTATORS, JUDGES, WeightedCriteria, bradley_terry_noise
 from srft.arithmetic.problems import parse_problem
+from srft.scoring import WeightedCriteria, bradley_terry_noise
 
 #: criterion -> weight in the gold score; the weights sum to 1.
 CRITERIA_WEIGHTS: dict[str, float] = {"correct": 0.5, "bare": 0.5}
@@ -34,16 +34,15 @@ def gold_criteria(prompt: str, response: str) -> dict[str, float]:
     }
 
 
-#: the gold judge, registered as 'arithmetic': `gold_scores` for the win rate,
+#: the gold judge, registered as 'arithmetic' in srft.judges: `gold_scores` for the win rate,
 #: `criteria_scores` for the report's reward interpretability (config keys evaluation.judge and
 #: evaluation.judge_criteria)
-JUDGE = JUDGES.register("arithmetic")(WeightedCriteria(gold_criteria, CRITERIA_WEIGHTS))
+JUDGE = WeightedCriteria(gold_criteria, CRITERIA_WEIGHTS)
 gold_score = JUDGE.score
 gold_scores = JUDGE.scores
 criteria_scores = JUDGE.criteria_scores
 
 
-@ANNOTATORS.register("arithmetic")
 def noisy_annotator(
     prompts: Sequence[str], responses: Sequence[str], noise: float = 0.05, seed: int = 0
 ) -> list[float]:

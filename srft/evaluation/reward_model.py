@@ -23,7 +23,7 @@ def evaluate_reward_model(
 ) -> dict[str, Any]:
     """`accuracy` (**reward accuracy**: fraction of pairs with r(chosen) > r(rejected), ties
     counted half), `n` pairs, `mean_margin` (mean of r(chosen) - r(rejected)),
-    `length_correlation` (Pearson correlation of reward with response length in tokens, over
+    `length_correlation` (Pearson correlation of reward with response length in words, over
     every chosen and rejected response; None when either side is constant) and
     `rm_prefers_longer` (share of pairs differing in length where the RM prefers the longer)."""
     pairs = read_pairs(pairs_file, score_scale=score_scale, on_invalid=on_invalid).pairs
@@ -31,7 +31,7 @@ def evaluate_reward_model(
         model_dir, max_prompt_length, max_response_length, trained=True, batch_size=batch_size
     )
     chosen, rejected = scorer.pairs(pairs)
-    lengths = length_bias(scorer, pairs, chosen, rejected)
+    lengths = length_bias(scorer, pairs, chosen, rejected, unit="words")
     return {
         "accuracy": pair_accuracy(chosen, rejected),
         "n": len(pairs),

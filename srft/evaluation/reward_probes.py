@@ -5,14 +5,15 @@ so stage 4 and `srft evaluate-rm` run the same probes on any reward model."""
 from __future__ import annotations
 
 import statistics
+from typing import Literal
 
 import torch
 
-from srft.annotation import Scorer
 from srft.data.pairs import PreferencePair
 from srft.evaluation.alignment import pearson
 from srft.models.reward import RewardScorer
 from srft.outputs import Consistency, EdgeCase, FailureMode, LengthBias
+from srft.scoring import Scorer
 
 CONSISTENCY_TOLERANCE = 1e-3
 
@@ -76,17 +77,22 @@ def length_bias(
     pairs: list[PreferencePair],
     chosen: torch.Tensor | None = None,
     rejected: torch.Tensor | None = None,
+    unit: Literal["tokens", "words"] = "tokens",
 ) -> LengthBias:
-    """Correlation of reward with response length (tokens) over every chosen and rejected
-    response, and how often the RM prefers the longer response of a pair. The pairs' rewards
-    are scored unless given."""
+    """Correlation of reward with response length (in the RM's tokens, or in words) over every
+    chosen and rejected response, and how often the RM prefers the longer response of a pair.
+    The pairs' rewards are scored unless given."""
     if chosen is None or rejected is None:
         chosen, rejected = scorer.pairs(pairs)
     responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
     rewards = chosen.tolist() + rejected.tolist()
-    lengths = [
-        float(len(scorer.tokenizer(r, add_special_tokens=False)["input_ids"])) for r in responses
-    ]
+    if unit == "words":
+        lengths = [float(len(r.split())) for r in responses]
+    else:
+        lengths = [
+            float(len(scorer.tokenizer(r, add_special_tokens=False)["input_ids"]))
+            for r in responses
+        ]
     longer_wins = [
         (len(p.chosen) > len(p.rejected)) == (rc > rr)
         for p, rc, rr in zip(pairs, chosen.tolist(), rejected.tolist(), strict=True)

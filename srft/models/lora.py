@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from transformers import PreTrainedModel
 
 from srft.config import LoraSettings
 from srft.errors import SrftError
 
 
-def add_lora(model: PreTrainedModel, settings: LoraSettings, task_type: str):
+def add_lora(model: PreTrainedModel, settings: LoraSettings, task_type: str, seed: int):
     """`model` with trainable LoRA adapters and everything else frozen; `task_type` is
-    "CAUSAL_LM" (policies) or "SEQ_CLS" (reward models, whose score head stays trainable)."""
+    "CAUSAL_LM" (policies) or "SEQ_CLS" (reward models, whose score head stays trainable). The
+    adapters' random initialisation is drawn from `seed`."""
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError:
@@ -26,6 +28,7 @@ def add_lora(model: PreTrainedModel, settings: LoraSettings, task_type: str):
         target_modules=settings.target_modules,
         task_type=task_type,
     )
+    torch.manual_seed(seed)
     return get_peft_model(model, config)
 
 

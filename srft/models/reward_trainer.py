@@ -113,7 +113,7 @@ def fit_reward_model(
     `output_dir / "model"`; returns train and val accuracy and loss of that checkpoint."""
     rt = config.reward_training
     if config.model.lora is not None:
-        model = add_lora(model, config.model.lora, "SEQ_CLS")
+        model = add_lora(model, config.model.lora, "SEQ_CLS", config.seed)
     max_prompt, max_response = config.data.max_prompt_length, config.data.max_response_length
     train_set = encode_pairs(train, tokenizer, max_prompt, max_response)
     # Accuracy does not depend on order: evaluate in length order, with little padding.

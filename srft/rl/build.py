@@ -65,7 +65,8 @@ def build_engine(
     if lora is not None:
         # The reference is the policy with its adapter off: no second copy in memory. (A
         # reference other than the starting policy needs a copy.)
-        policy = add_lora(load_policy(policy_dir), lora, "CAUSAL_LM")
+        seed = config.seed + seed_offset
+        policy = add_lora(load_policy(policy_dir), lora, "CAUSAL_LM", seed)
         reference = load_policy(reference_dir) if reference_dir not in (None, policy_dir) else None
     else:
         policy = load_policy(str(start / "model") if start else policy_dir)

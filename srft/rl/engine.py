@@ -43,10 +43,9 @@ from srft.rl.rollout import (
 
 @dataclass
 class Batch(ScoredSample):
-    """A scored rollout with the value estimates and the advantages and returns of GAE;
-    tensors (batch, response_tokens)."""
+    """A scored rollout with its value estimates (`values`, from the shared head or the critic)
+    and the advantages and returns of GAE; tensors (batch, response_tokens)."""
 
-    values: torch.Tensor
     advantages: torch.Tensor
     returns: torch.Tensor
 
@@ -72,6 +71,7 @@ class RLEngine:
         accelerator: Accelerator | None = None,
     ) -> None:
         self.rl = rl
+        self.kl_aim_nats = kl_aim_nats
         self.max_prompt_length = data.max_prompt_length
         self.max_new_tokens = data.max_response_length
         self.gradient_checkpointing = compute.gradient_checkpointing
@@ -138,7 +138,7 @@ class RLEngine:
         rl = self.rl
         scored = self.sample(prompts)
         mask = scored.mask
-        values = scored.samples.values
+        values = scored.values
         if values is None:
             positions = position_ids(scored.attention_mask)
             values = self.unwrapped.critic_values(
@@ -151,8 +151,9 @@ class RLEngine:
         advantages, returns = gae(rewards, values * mask, mask, rl.gamma, rl.lam)
         if rl.whiten_advantages:
             advantages = masked_whiten(advantages, mask)
-        fields = {name: getattr(scored, name) for name in ScoredSample.__dataclass_fields__}
-        return Batch(**fields, values=values * mask, advantages=advantages, returns=returns)
+        return Batch(
+            **{**vars(scored), "values": values * mask}, advantages=advantages, returns=returns
+        )
 
     @property
     def reference_logits(self) -> ReferenceLogits:
@@ -181,8 +182,8 @@ class RLEngine:
             self.unwrapped.eval()
 
     def _update(self, batch: Batch) -> dict[str, float]:
-        s = self.rl
-        epochs = s.ppo_epochs if s.algorithm == "PPO" else 1
+        rl = self.rl
+        epochs = rl.ppo_epochs if rl.algorithm == "PPO" else 1
         size = batch.input_ids.shape[0]
         keep = batch.response_tokens + 1
         positions = position_ids(batch.attention_mask)
@@ -191,11 +192,11 @@ class RLEngine:
         micro = 0
         for epoch in range(epochs):
             order = torch.randperm(size, generator=self.generator, device=self.generator.device)
-            for start in range(0, size, s.mini_batch_size):
-                idx = order[start : start + s.mini_batch_size].to(batch.input_ids.device)
+            for start in range(0, size, rl.mini_batch_size):
+                idx = order[start : start + rl.mini_batch_size].to(batch.input_ids.device)
                 micro += 1
-                last = epoch == epochs - 1 and start + s.mini_batch_size >= size
-                sync = micro % s.gradient_accumulation_steps == 0 or last
+                last = epoch == epochs - 1 and start + rl.mini_batch_size >= size
+                sync = micro % rl.gradient_accumulation_steps == 0 or last
                 stats = self._minibatch_step(batch, idx, positions, keep, sync)
                 for key, value in stats.items():
                     sums[key] = sums.get(key, 0.0) + value
@@ -203,7 +204,7 @@ class RLEngine:
         return {key: value / n_minibatches for key, value in sums.items()}
 
     def _minibatch_step(self, batch: Batch, idx, positions, keep, sync: bool) -> dict[str, float]:
-        s = self.rl
+        rl = self.rl
         mask = batch.mask[idx]
         context = self.accelerator.no_sync(self.model) if not sync else nullcontext()
         with context:
@@ -214,9 +215,9 @@ class RLEngine:
             tokens = batch.input_ids[idx][:, -batch.response_tokens :]
             logprobs = token_logprobs(logits, tokens)
             advantages = batch.advantages[idx]
-            if s.algorithm == "PPO":
+            if rl.algorithm == "PPO":
                 policy = ppo_policy_loss(
-                    logprobs, batch.logprobs[idx], advantages, mask, s.clip_range
+                    logprobs, batch.logprobs[idx], advantages, mask, rl.clip_range
                 )
             else:
                 policy = a2c_policy_loss(logprobs, advantages, mask)
@@ -225,15 +226,15 @@ class RLEngine:
                 batch.values[idx],
                 batch.returns[idx],
                 mask,
-                s.value_clip_range if s.algorithm == "PPO" else None,
+                rl.value_clip_range if rl.algorithm == "PPO" else None,
             )
-            loss = policy.loss + s.vf_coef * value_loss
-            if s.entropy_bonus:
-                loss = loss - s.entropy_bonus * masked_mean(entropy(logits), mask)
-            self.accelerator.backward(loss / s.gradient_accumulation_steps)
+            loss = policy.loss + rl.vf_coef * value_loss
+            if rl.entropy_bonus:
+                loss = loss - rl.entropy_bonus * masked_mean(entropy(logits), mask)
+            self.accelerator.backward(loss / rl.gradient_accumulation_steps)
         if sync:
-            if s.max_grad_norm is not None:
-                self.accelerator.clip_grad_norm_(self.model.parameters(), s.max_grad_norm)
+            if rl.max_grad_norm is not None:
+                self.accelerator.clip_grad_norm_(self.model.parameters(), rl.max_grad_norm)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
         return {
@@ -284,6 +285,7 @@ class RLEngine:
             "kl_coef": self.kl_controller.coef,
             "learning_rate": self.learning_rate,
             "rl_training": self.rl.model_dump(mode="json"),
+            "kl_aim_nats": self.kl_aim_nats,
         }
         (directory / "engine.json").write_text(json.dumps(state, indent=2))
         save_file({"generator": self.generator.get_state()}, directory / "rng.safetensors")

@@ -11,10 +11,10 @@ from typing import Protocol
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from srft.annotation import Scorer
 from srft.models.reward import RewardScorer
 from srft.rl.policy import CausalPolicy
 from srft.rl.rollout import ReferenceLogits, ScoredSample, sample_and_score
+from srft.scoring import Scorer
 
 
 class Sampler(Protocol):

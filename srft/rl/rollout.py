@@ -104,7 +104,6 @@ class ScoredSample:
 
     prompts: list[str]
     responses: list[str]
-    samples: Samples
     input_ids: torch.Tensor  # (batch, query + response tokens)
     attention_mask: torch.Tensor
     mask: torch.Tensor  # 1 on generated tokens
@@ -113,6 +112,7 @@ class ScoredSample:
     kl: torch.Tensor  # exact KL(policy || reference) per visited state, nats
     entropy: torch.Tensor  # policy entropy per visited state, nats
     scores: torch.Tensor  # (batch,) raw reward scores
+    values: torch.Tensor | None  # the shared value head's estimates; None without one
 
     @property
     def response_tokens(self) -> int:
@@ -131,7 +131,8 @@ def sample_and_score(
     generator: torch.Generator,
 ) -> ScoredSample:
     """One sampled response per prompt, with its log-probabilities under the policy and the
-    reference, the exact per-token KL and entropy, and its reward."""
+    reference, the exact per-token KL and entropy, and its reward. The policy's full logits are
+    dropped here: only per-token numbers are kept."""
     device = generator.device
     encoded = [encode_prompt(tokenizer, p, max_prompt_length) for p in prompts]
     query_ids, query_mask = (t.to(device) for t in left_pad(encoded, tokenizer.pad_token_id))
@@ -154,7 +155,6 @@ def sample_and_score(
     return ScoredSample(
         prompts=prompts,
         responses=responses,
-        samples=samples,
         input_ids=input_ids,
         attention_mask=attention_mask,
         mask=mask,
@@ -163,6 +163,7 @@ def sample_and_score(
         kl=exact_kl(samples.logits, ref_logits) * mask,
         entropy=entropy(samples.logits) * mask,
         scores=reward(prompts, responses, sequences).to(device).float(),
+        values=samples.values,
     )
 
 

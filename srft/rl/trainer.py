@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from srft.annotation import Scorer
 from srft.artifacts import checkpoint_folders
-from srft.decisions import kl_guard, kl_remedy
+from srft.decisions import KL_REMEDY, kl_guard, kl_remedy
 from srft.progress import Reporter
 from srft.rl.engine import RLEngine
+from srft.scoring import Scorer
 from srft.tracking import Tracker
 
 log = logging.getLogger("srft")
@@ -104,11 +104,13 @@ def train_policy(
                 1, reward=stats["reward"], kl=stats["kl_per_token_nats"], ent=stats["entropy_nats"]
             )
             kl_now = statistics.fmean(recent)
-            verdict = "continue"
-            if guard.early_stop_on_kl:
-                verdict = kl_guard(
-                    kl_now, guard.kl_bound_nats, outcome.rollbacks, guard.max_rollbacks
-                )
+            verdict = kl_guard(
+                kl_now,
+                guard.kl_bound_nats,
+                outcome.rollbacks,
+                guard.max_rollbacks,
+                guard.early_stop_on_kl,
+            )
             if verdict != "continue":
                 numbers = {"kl_per_token_nats": round(kl_now, 5), "step": step}
                 learning_rate, kl_coef = engine.learning_rate, engine.kl_controller.coef
@@ -133,8 +135,7 @@ def train_policy(
                 _decide(
                     decide,
                     "rollback",
-                    f"KL over {guard.kl_bound_nats}: back to {last_good.name}, "
-                    "half the learning rate, twice the KL penalty",
+                    f"KL over {guard.kl_bound_nats}: back to {last_good.name}, {KL_REMEDY}",
                     numbers,
                 )
                 continue

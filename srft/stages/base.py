@@ -12,7 +12,7 @@ from srft.artifacts import append_jsonl
 from srft.config import SrftConfig
 from srft.decisions import Adjustment
 from srft.gates import Gate
-from srft.manifests import collect_gates
+from srft.manifests import published_gates
 from srft.outputs import Outputs, StageOutputs, read_outputs
 from srft.run_dir import RunDir
 from srft.tracking import Tracker
@@ -46,8 +46,8 @@ class StageContext:
         return read_outputs(self.run, record)
 
     def earlier_gates(self) -> list[Gate]:
-        """The gates of the stages before this one, as their latest manifests hold them."""
-        return [g for g in collect_gates(self.run) if g.stage < self.number]
+        """The gates of the published stages before this one."""
+        return published_gates(self.run, self.number)
 
     def decide(self, decision: str, reason: str, numbers: dict[str, Any]) -> None:
         """Log a decision taken inside the stage (a rollback, an early stop) to decisions.jsonl."""

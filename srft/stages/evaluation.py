@@ -66,14 +66,15 @@ def run(ctx: StageContext) -> StageResult:
     batch_size = config.rl_training.batch_size
     final_sampler = build_sampler(config, final_dir, reward_dir, sft_dir, seed_offset=7)
     final = sample_policy(final_sampler, prompts, batch_size, judge)
+    # Stage 2's held-out pairs, the set stage 4 measured: "accuracy maintained" compares alike.
+    held_out = read_pairs(ctx.upstream(PreferenceOutputs).val_pairs_file).pairs
+    accuracy_val = final_sampler.reward.accuracy(held_out)
+    del final_sampler  # the final policy leaves memory before the SFT policy comes in
     sft_sample = sample_policy(
         build_sampler(config, sft_dir, reward_dir, seed_offset=7), prompts, batch_size, judge
     )
     wins = win_rate(final.judge_scores, sft_sample.judge_scores) if judge else None
 
-    # Stage 2's held-out pairs, the set stage 4 measured: "accuracy maintained" compares alike.
-    held_out = read_pairs(ctx.upstream(PreferenceOutputs).val_pairs_file).pairs
-    accuracy_val = final_sampler.reward.accuracy(held_out)
     reward_gain = final.metrics["reward"] - sft_sample.metrics["reward"]
     judge_gain = (
         final.metrics["judge_score"] - sft_sample.metrics["judge_score"]
@@ -123,7 +124,9 @@ def run(ctx: StageContext) -> StageResult:
         interpretability=_interpretability(config, [final, sft_sample]),
         deploy_decision=deploy_decision(failed, hacking),
     )
-    atomic_write_json(ctx.path("report"), outputs.model_dump(mode="json"))
+    report = outputs.model_dump(mode="json")
+    interpretability = report.pop("interpretability")
+    atomic_write_json(ctx.path("report"), {"metrics": report, "interpretability": interpretability})
     return StageResult(outputs, gates)
 
 

@@ -107,7 +107,7 @@ def run(ctx: StageContext) -> StageResult:
             kl_per_token_nats=found["kl_per_token_nats"],
             entropy_nats=found["entropy_nats"],
             reward_accuracy_val=found["reward_accuracy_val"],
-            kl_bound=c.kl_target,
+            kl_bound_nats=c.kl_target,
             entropy_band=(c.entropy_min, c.entropy_max),
             accuracy_target=c.reward_accuracy_target,
             min_improvement=it.min_improvement,

@@ -42,9 +42,12 @@ def after_reward_model(config: SrftConfig, gates: list[Gate], attempt: int) -> A
 
 
 def after_rl(config: SrftConfig, gates: list[Gate], attempt: int) -> Adjustment | None:
-    rl = config.rl_training
+    rl, c = config.rl_training, config.constraints
+    entropy = [g.value for g in gates if g.name == "entropy"]
     return adjust_rl(
-        [g for g in gates if g.blocking],
+        blocking(gates),
+        entropy_nats=entropy[0] if entropy else None,
+        entropy_band=(c.entropy_min, c.entropy_max),
         learning_rate=rl.learning_rate,
         kl_penalty=rl.kl_penalty,
         reward_scale=rl.reward_scale,

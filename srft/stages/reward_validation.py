@@ -67,7 +67,14 @@ def run(ctx: StageContext) -> StageResult:
         ctx.gate("reward_accuracy_val", accuracy_val, c.reward_accuracy_target, ">="),
         ctx.gate("train_val_gap", accuracy_train - accuracy_val, c.max_train_val_gap, "<"),
     ]
-    report = {"outputs": outputs.model_dump(mode="json"), "gates": [g.to_dict() for g in gates]}
+    found = outputs.model_dump(mode="json")
+    checks = {
+        "consistency": found["consistency"],
+        "edge_cases": {**found["edge_cases"], "original_mean_reward": original_mean_reward},
+        "length_bias": found["length_bias"],
+        "failure_modes": found["failure_modes"],
+    }
+    report = {"metrics": outputs.scalars(), "checks": checks, "gates": [g.to_dict() for g in gates]}
     atomic_write_json(ctx.path("report_json"), report)
     atomic_write_text(ctx.path("report"), _markdown(outputs, gates))
     ctx.tracker.log(outputs.scalars())

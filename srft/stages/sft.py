@@ -30,7 +30,7 @@ def run(ctx: StageContext) -> StageResult:
     model = load_policy(source)
     trained = config.model.sft_checkpoint is None
     if trained and config.model.lora is not None:
-        model = add_lora(model, config.model.lora, "CAUSAL_LM")
+        model = add_lora(model, config.model.lora, "CAUSAL_LM", config.seed)
 
     # SFT training data prepared and validated; train/validation split created (90/10).
     if not config.data.sft_file:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from srft.annotation import ANNOTATORS, JUDGES, WeightedCriteria, bradley_terry_noise
+from srft.scoring import WeightedCriteria, bradley_terry_noise
 from srft.world.lexicon import CATEGORIES, CATEGORY_OF, COUNT_WORDS, FILLERS
 
 #: criterion -> weight in the gold score; the weights sum to 1.
@@ -62,15 +62,14 @@ def gold_criteria(prompt: str, response: str) -> dict[str, float]:
     }
 
 
-#: the gold judge, registered as 'world': `gold_scores` for the win rate, `criteria_scores` for
+#: the gold judge, registered as 'world' in srft.judges: `gold_scores` for the win rate, `criteria_scores` for
 #: the report's reward interpretability (config keys evaluation.judge and evaluation.judge_criteria)
-JUDGE = JUDGES.register("world")(WeightedCriteria(gold_criteria, CRITERIA_WEIGHTS))
+JUDGE = WeightedCriteria(gold_criteria, CRITERIA_WEIGHTS)
 gold_score = JUDGE.score
 gold_scores = JUDGE.scores
 criteria_scores = JUDGE.criteria_scores
 
 
-@ANNOTATORS.register("world")
 def noisy_annotator(
     prompts: Sequence[str], responses: Sequence[str], noise: float = 0.28, seed: int = 0
 ) -> list[float]:

@@ -158,6 +158,7 @@ def make_lora_engine(learning_rate: float = 3e-3):
         build_base_model(tokenizer, hidden_size=32, num_layers=1, seed=0),
         LoraSettings(r=4, alpha=8),
         "CAUSAL_LM",
+        seed=0,
     )
     rl = RLTrainingConfig(
         learning_rate=learning_rate,
