@@ -2,9 +2,15 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
 from srft.annotation import ANNOTATORS, JUDGES
+from srft.artifacts import read_json, read_jsonl
+from srft.config import load_config
 from srft.evaluation.tasks import KINDS
+from srft.pipeline import Pipeline
+from srft.run_dir import RunDir
+from tests.runs import SMALL_WORLD, STAGES, GoodRun
 
 
 @pytest.fixture
@@ -25,3 +31,28 @@ def write_plugin(tmp_path, monkeypatch):
     yield write
     for name in written:
         sys.modules.pop(name, None)
+
+
+@pytest.fixture(scope="session")
+def good_run(tmp_path_factory) -> GoodRun:
+    """One run of stages 1-4 that the end-to-end tests share (tests/stages, and `srft
+    evaluate-rm` in tests/test_cli.py); each test starts by making sure the run folder holds it
+    (a no-op when an earlier test left it so)."""
+    threads = torch.get_num_threads()
+    config = load_config(None, SMALL_WORLD)
+    run = RunDir(tmp_path_factory.mktemp("e2e") / "run")
+    try:
+        outcome = Pipeline(config, run.root).execute(STAGES)
+    finally:
+        torch.set_num_threads(threads)  # stages set it from compute.num_threads
+    yield GoodRun(
+        config,
+        run,
+        outcome.status,
+        outcome.decision,
+        read_json(run.summary),
+        read_jsonl(run.decisions),
+        read_jsonl(run.metrics),
+        {n: read_json(run.manifest(n)) for n in STAGES},
+    )
+    torch.set_num_threads(threads)

@@ -1,4 +1,5 @@
-"""The `srft` command: the light commands start without torch or transformers."""
+"""The `srft` command: the light commands start without torch or transformers; `srft
+evaluate-rm` scores the shared run's reward model as stage 4 did."""
 
 import json
 import os
@@ -10,6 +11,9 @@ from pathlib import Path
 import pytest
 
 import srft
+from srft.artifacts import read_json
+from srft.errors import SrftError
+from tests.runs import restore
 
 # The srft under test, ahead of any installed copy, in every child process.
 SRFT_ROOT = Path(srft.__file__).resolve().parent.parent
@@ -95,3 +99,42 @@ def test_light_commands_start_within_a_bound_of_bare_python(tmp_path):
         for name, args in commands.items()
     }
     assert all(ratio < bound for ratio in ratios.values()), (ratios, python)
+
+
+@pytest.mark.slow
+def test_evaluate_rm_prints_one_json_object(good_run):
+    from typer.testing import CliRunner
+
+    from srft.cli import app
+
+    restore(good_run)
+    run = good_run.run
+    pairs = str(run.stage(2) / "pairs_val.jsonl")
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate-rm",
+            str(run.model(3)),
+            pairs,
+            "--max-prompt-length",
+            str(good_run.config.data.max_prompt_length),
+            "--max-response-length",
+            str(good_run.config.data.max_response_length),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output.strip().splitlines()[-1])
+    assert list(found) == [
+        "accuracy",
+        "n",
+        "mean_margin",
+        "length_correlation",
+        "rm_prefers_longer",
+    ]
+    stage4 = read_json(run.manifest(4))["outputs"]
+    assert found["accuracy"] == pytest.approx(stage4["reward_accuracy_val"])
+    assert found["n"] == stage4["held_out_pairs"]
+
+    untrained = CliRunner().invoke(app, ["evaluate-rm", str(run.model(1)), pairs])
+    assert isinstance(untrained.exception, SrftError)
+    assert "not a trained reward model" in str(untrained.exception)

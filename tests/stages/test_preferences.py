@@ -1,0 +1,203 @@
+"""Stage 2, preference data (srft/stages/preferences.py): its gates on imported pairs (no model
+is loaded), and on the shared run: a pair count short of its minimum stops the run and keeps the
+published stage, and the gates' thresholds come from constraints."""
+
+import pytest
+
+import srft.stages.preferences
+from srft.artifacts import atomic_write_jsonl, read_json, read_jsonl
+from srft.config import load_config
+from srft.outputs import PreferenceOutputs
+from srft.pipeline import Pipeline
+from srft.run_dir import RunDir
+from srft.stages.base import StageContext, StageResult
+from srft.tracking import Tracker
+from tests.runs import SMALL_WORLD, STAGES, gate_settings, restore
+
+# --- imported pairs ----------------------------------------------------------------------------
+
+# The benchmark's one item is "name the river ... stands today amber": 16 tokens.
+BENCHMARK_ITEM = {
+    "prompt": "name the river that runs through the old town where the blue bridge stands today",
+    "answer": "amber",
+}
+# 13 tokens of the benchmark item, in order: the default n-gram of decontamination.
+SHARED_SPAN = "name the river that runs through the old town where the blue bridge"
+
+
+def pair(i: int, score_chosen: float | None = 0.9, score_rejected: float | None = 0.4) -> dict:
+    """A pair whose prompt shares no 8 tokens with the benchmark item."""
+    row = {
+        "prompt": f"question {i}: count the apples in basket number {i}",
+        "chosen": f"there are {i} apples",
+        "rejected": "no idea",
+    }
+    if score_chosen is not None:
+        row |= {"score_chosen": score_chosen, "score_rejected": score_rejected}
+    return row
+
+
+def contaminated(i: int) -> dict:
+    """A pair whose prompt holds SHARED_SPAN (16 tokens, so 13-token n-grams are compared)."""
+    return {**pair(i), "prompt": f"question {i}: please {SHARED_SPAN}"}
+
+
+def stage_2_on(tmp_path, rows: list[dict], *overrides: str) -> StageResult:
+    """Stage 2 run by hand on `rows` imported from a file (data.train_file), decontaminated
+    against BENCHMARK_ITEM."""
+    pairs = atomic_write_jsonl(tmp_path / "pairs.jsonl", rows)
+    benchmark = atomic_write_jsonl(tmp_path / "benchmark.jsonl", [BENCHMARK_ITEM])
+    config = load_config(
+        None,
+        [
+            "model.base_model=unused",  # imported pairs need no policy: nothing is loaded
+            f"data.train_file={pairs}",
+            f"evaluation.benchmarks={{river: {benchmark}}}",
+            "evaluation.judge=null",
+            *overrides,
+        ],
+    )
+    run = RunDir(tmp_path / "run")
+    ctx = StageContext(config, run, 2, run.staging(2), Tracker(run.metrics, 2), PreferenceOutputs)
+    return srft.stages.preferences.run(ctx)
+
+
+def by_name(result: StageResult) -> dict:
+    return {g.name: g for g in result.gates}
+
+
+def test_imported_pairs_that_meet_the_constraints_pass_every_gate(tmp_path):
+    result = stage_2_on(tmp_path, [pair(i) for i in range(10)], "constraints.min_pairs=10")
+    gates = by_name(result)
+    assert list(gates) == ["preference_gap", "pair_count", "decontamination"]
+    assert gates["preference_gap"].value == pytest.approx(0.5)  # 0.9 - 0.4 on every pair
+    assert (gates["pair_count"].value, gates["pair_count"].threshold) == (10.0, 10.0)
+    assert gates["decontamination"].value == 1.0
+    assert all(g.passed and g.stage == 2 and g.mode == "enforce" for g in result.gates)
+    outputs = result.outputs
+    assert (outputs.source, outputs.pairs, outputs.contaminated) == ("file", 10, 0)
+    assert (outputs.pairs_train, outputs.pairs_val) == (8, 2)  # 20% of 10 held out
+    staging = tmp_path / "run" / ".staging" / "stage2_preferences"
+    assert len(read_jsonl(staging / "pairs_train.jsonl")) == 8
+    assert len(read_jsonl(staging / "pairs_val.jsonl")) == 2
+    logged = {row["name"]: row["value"] for row in read_jsonl(tmp_path / "run" / "metrics.jsonl")}
+    assert logged["pairs"] == 10.0
+
+
+def test_ten_imported_pairs_fail_the_pair_count_of_1000(tmp_path):
+    gates = by_name(stage_2_on(tmp_path, [pair(i) for i in range(10)]))
+    count = gates["pair_count"]
+    assert (count.value, count.threshold, count.comparison) == (10.0, 1000.0, ">=")
+    assert not count.passed
+    assert count.blocking
+    assert gates["preference_gap"].passed and gates["decontamination"].passed
+
+
+@pytest.mark.parametrize(
+    ("score_chosen", "score_rejected", "gap", "passed"),
+    [
+        (0.9, 0.4, 0.5, True),
+        (0.7, 0.5, 0.2, True),  # over the minimum of 0.15
+        (0.6, 0.5, 0.1, False),  # under it
+        (0.5, 0.5, 0.0, False),  # ties only
+    ],
+)
+def test_preference_gap_of_imported_pairs(tmp_path, score_chosen, score_rejected, gap, passed):
+    rows = [pair(i, score_chosen, score_rejected) for i in range(10)]
+    found = by_name(stage_2_on(tmp_path, rows, "constraints.min_pairs=10"))["preference_gap"]
+    assert found.value == pytest.approx(gap)
+    assert found.threshold == 0.15
+    assert found.passed is passed
+
+
+def test_preference_gap_on_another_score_scale(tmp_path):
+    rows = [pair(i, 8, 5) for i in range(10)]
+    result = stage_2_on(tmp_path, rows, "constraints.min_pairs=10", "data.score_scale=[1, 10]")
+    gap = by_name(result)["preference_gap"]
+    assert gap.value == pytest.approx(1 / 3)  # (8 - 5) / (10 - 1)
+    assert gap.passed
+
+
+def test_pairs_without_scores_have_no_measurable_gap(tmp_path):
+    rows = [pair(i, None, None) for i in range(10)]
+    gap = by_name(stage_2_on(tmp_path, rows, "constraints.min_pairs=10"))["preference_gap"]
+    assert gap.value is None
+    assert not gap.passed
+    assert gap.note == "no annotator scores"
+
+
+def test_preference_gap_failing_in_warn_mode_does_not_block(tmp_path):
+    rows = [pair(i, 0.6, 0.5) for i in range(10)]
+    overrides = ("constraints.min_pairs=10", "gates.mode={preference_gap: warn}")
+    gap = by_name(stage_2_on(tmp_path, rows, *overrides))["preference_gap"]
+    assert (gap.passed, gap.mode, gap.blocking) == (False, "warn", False)
+
+
+@pytest.mark.parametrize(
+    ("n_contaminated", "score", "passed"),
+    [
+        (0, 1.0, True),
+        (1, 0.9, True),  # 9 of 10 clean: exactly the minimum
+        (2, 0.8, False),
+        (6, 0.4, False),  # most pairs share the span
+    ],
+)
+def test_decontamination_of_imported_pairs(tmp_path, n_contaminated, score, passed):
+    rows = [contaminated(i) for i in range(n_contaminated)]
+    rows += [pair(i) for i in range(n_contaminated, 10)]
+    result = stage_2_on(tmp_path, rows, "constraints.min_pairs=10")
+    gate = by_name(result)["decontamination"]
+    assert gate.value == pytest.approx(score)
+    assert gate.threshold == 0.9
+    assert gate.passed is passed
+    assert result.outputs.contaminated == n_contaminated
+
+
+def test_a_span_one_token_short_of_13_is_no_contamination(tmp_path):
+    twelve = " ".join(SHARED_SPAN.split()[:12])
+    rows = [{**pair(i), "prompt": f"question {i}: please {twelve} canal"} for i in range(10)]
+    gate = by_name(stage_2_on(tmp_path, rows, "constraints.min_pairs=10"))["decontamination"]
+    assert (gate.value, gate.passed) == (1.0, True)
+
+
+# --- on the shared run of the small world ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_failed_gates_stop_and_keep_the_published_stage(good_run):
+    restore(good_run)
+    run = good_run.run
+    pairs_before = (run.stage(2) / "pairs_train.jsonl").read_bytes()
+    manifest_before = read_json(run.manifest(2))
+    decisions_before = len(read_jsonl(run.decisions))
+
+    config = load_config(None, [*SMALL_WORLD, "constraints.min_pairs=100000"])
+    outcome = Pipeline(config, run.root).execute(STAGES)
+
+    assert (outcome.status, outcome.decision) == ("failed", "stop")
+    summary = read_json(run.summary)
+    assert (summary["status"], summary["decision"]) == ("failed", "stop")
+    new_rows = read_jsonl(run.decisions)[decisions_before:]
+    assert [(r["stage"], r["decision"]) for r in new_rows] == [
+        (2, "retry"),
+        (2, "retry"),
+        (2, "stop"),
+    ]
+    assert new_rows[0]["changes"]["annotation.samples_per_prompt"] == 8
+    failed = [g for g in new_rows[-1]["gates"] if not g["passed"]]
+    assert [g["name"] for g in failed] == ["pair_count"]
+    # The earlier good run's stage 2 is untouched; the failed attempt stays in .staging.
+    assert (run.stage(2) / "pairs_train.jsonl").read_bytes() == pairs_before
+    assert read_json(run.manifest(2)) == manifest_before
+    assert read_json(run.staging(2) / "manifest.json")["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_stage_2_gates_take_their_thresholds_from_constraints(good_run):
+    c = good_run.config.constraints
+    # Enforced: SMALL_WORLD's gates.mode leaves stage 2's gates out.
+    assert gate_settings(good_run.manifests[2]) == [
+        ("preference_gap", ">=", c.min_preference_gap, "", "enforce"),
+        ("pair_count", ">=", c.min_pairs, "", "enforce"),
+        ("decontamination", ">=", c.min_decontamination, "", "enforce"),
+    ]
