@@ -81,11 +81,13 @@ def retrain_reward_model(
     weight_decay: float,
     max_epochs: int,
     learning_rate: float,
-) -> Adjustment:
-    """After stages 3 and 4. Overfitting (the train-val gap gate failed, or train accuracy ahead
+) -> Adjustment | None:
+    """After stages 3 and 4 (None when no gate failed). Overfitting (the train-val gap gate failed, or train accuracy ahead
     of validation by at least half the allowed gap): weight decay x5 (at least 0.05), one epoch
     fewer, half the learning rate. Otherwise the model underfits: three epochs more. The best
     epoch by validation accuracy is kept either way."""
+    if not failed:
+        return None
     gap = train_val_gap
     if gap is None and accuracy_train is not None and accuracy_val is not None:
         gap = accuracy_train - accuracy_val

@@ -63,6 +63,12 @@ def latest_manifest(run: RunDir, number: int) -> dict[str, Any] | None:
     return max(found, key=lambda m: m.get("finished", 0)) if found else None
 
 
+def forget_failed(run: RunDir, number: int) -> None:
+    """A failed attempt counts only until the stage is published, or found current, again: its
+    gates belong to settings the run no longer has."""
+    run.failed_manifest(number).unlink(missing_ok=True)
+
+
 def stage_state(run: RunDir, number: int) -> dict[str, Any] | None:
     """The manifest that says where a stage stands now: the marker of an attempt in progress
     (or interrupted), else `latest_manifest`."""

@@ -31,6 +31,7 @@ from srft.gates import Gate
 from srft.manifests import (
     MANIFEST_FORMAT,
     collect_gates,
+    forget_failed,
     published_manifest,
     stage_manifest,
     write_summary,
@@ -137,6 +138,7 @@ class Pipeline:
                 and manifest.get("fingerprint") == fingerprint
             ):
                 log.info("stage %d %s: done, inputs unchanged; skipped", number, spec.name)
+                forget_failed(self.run, number)
                 index += 1
                 continue
             attempt = retries.get(number, 0)
@@ -184,9 +186,7 @@ class Pipeline:
             if origin != number:
                 retries[origin] = retries.get(origin, 0)
             index = stages.index(origin) if origin in stages else index
-        decision = None
-        if EvaluationOutputs.STAGE in stages:
-            decision = read_outputs(self.run, EvaluationOutputs).deploy_decision
+        decision = self._deploy_decision()
         self._write_summary("passed", started, decision)
         self._write_report()
         return RunOutcome("passed", self.run.root, self.gates(), decision)
@@ -262,6 +262,7 @@ class Pipeline:
         )
         atomic_write_json(workdir / "manifest.json", manifest)
         replace_dir(workdir, self.run.stage(spec.number))
+        forget_failed(self.run, spec.number)
         # Stages downstream of a rerun are stale: their manifests no longer match.
 
     def _fail_stage(self, spec, fingerprint, result, seconds, attempt) -> None:
@@ -279,6 +280,16 @@ class Pipeline:
         # earlier run left one, is untouched.
         atomic_write_json(self.run.staging(spec.number) / "manifest.json", manifest)
         atomic_write_json(self.run.failed_manifest(spec.number), manifest)
+
+    def _deploy_decision(self) -> str | None:
+        """Stage 7's decision, when stage 7 is published (and its record readable: a run
+        directory an older srft wrote has none)."""
+        if not published_manifest(self.run, EvaluationOutputs.STAGE):
+            return None
+        try:
+            return read_outputs(self.run, EvaluationOutputs).deploy_decision
+        except SrftError:
+            return None
 
     def _manifest(self, number: int) -> dict[str, Any]:
         return published_manifest(self.run, number)

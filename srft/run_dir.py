@@ -67,7 +67,3 @@ class RunDir:
     def failed_manifest(self, number: int) -> Path:
         """The manifest of a stage's last failed attempt (its gates blocked publishing)."""
         return self.root / ".staging" / f"failed_stage{number}.json"
-
-    def model(self, number: int) -> Path:
-        """The final model a training stage keeps."""
-        return self.stage(number) / "model"

@@ -13,6 +13,7 @@ import pytest
 import srft
 from srft.artifacts import read_json
 from srft.errors import SrftError
+from srft.outputs import RewardOutputs, SFTOutputs, read_outputs
 from tests.runs import restore
 
 # The srft under test, ahead of any installed copy, in every child process.
@@ -114,7 +115,7 @@ def test_evaluate_rm_prints_one_json_object(good_run):
         app,
         [
             "evaluate-rm",
-            str(run.model(3)),
+            str(read_outputs(run, RewardOutputs).model),
             pairs,
             "--max-prompt-length",
             str(good_run.config.data.max_prompt_length),
@@ -135,6 +136,8 @@ def test_evaluate_rm_prints_one_json_object(good_run):
     assert found["accuracy"] == pytest.approx(stage4["reward_accuracy_val"])
     assert found["n"] == stage4["held_out_pairs"]
 
-    untrained = CliRunner().invoke(app, ["evaluate-rm", str(run.model(1)), pairs])
+    untrained = CliRunner().invoke(
+        app, ["evaluate-rm", str(read_outputs(run, SFTOutputs).model), pairs]
+    )
     assert isinstance(untrained.exception, SrftError)
     assert "not a trained reward model" in str(untrained.exception)

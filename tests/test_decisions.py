@@ -111,6 +111,10 @@ def test_reward_model_that_overfits_gets_more_regularisation():
     assert "overfitting" in retrain({"train_val_gap"}, None, None, gap=0.15).reason
 
 
+def test_no_failed_reward_gate_needs_no_retraining():
+    assert retrain(set(), 0.74, 0.69) is None
+
+
 def test_kl_remedy_halves_the_learning_rate_and_doubles_the_penalty():
     assert kl_remedy(1e-5, 0.1) == (5e-6, 0.2)
 

@@ -323,3 +323,17 @@ def test_retries_run_out(tmp_path, monkeypatch):
     decisions = [r["decision"] for r in read_jsonl(run.decisions) if r["stage"] == 2]
     assert decisions == ["retry", "retry", "stop"]
     assert read_jsonl(run.decisions)[-1]["reason"] == "retries exhausted"
+
+
+def test_a_failed_attempt_is_forgotten_once_the_stage_is_current_again(tmp_path, monkeypatch):
+    # pair_count is 5: it holds against min_pairs 1 and fails against 1000
+    install(monkeypatch, {2: failing_gate})
+    run = RunDir(tmp_path / "run")
+    good, bad = stand_in_config("constraints.min_pairs=1"), stand_in_config()
+    assert Pipeline(good, run.root).execute([1, 2]).status == "passed"
+    assert Pipeline(bad, run.root).execute([1, 2]).status == "failed"
+    assert run.failed_manifest(2).exists()
+    outcome = Pipeline(good, run.root).execute([1, 2])  # stage 2 skipped: published, current
+    assert outcome.status == "passed"
+    assert not run.failed_manifest(2).exists()
+    assert read_json(run.summary)["gates"]["pair_count"]["passed"] is True

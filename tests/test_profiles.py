@@ -9,6 +9,7 @@ import pytest
 
 from srft.artifacts import read_json
 from srft.config import GATE_NAMES, load_config
+from srft.outputs import RewardOutputs, RLOutputs, read_outputs
 from srft.run_dir import RunDir
 from tests.runs import run_restoring_threads
 
@@ -54,7 +55,7 @@ def test_the_hh_rm_profile_trains_a_minilm_reward_model_on_hh_rlhf(tmp_path):
     assert (data["source"], data["pairs"]) == ("file", 60)
     gap = next(g for g in outcome.gates if g.name == "preference_gap")
     assert gap.value is None and gap.mode == "warn"  # HH-RLHF carries no scores
-    model_config = json.loads((run.model(3) / "config.json").read_text())
+    model_config = json.loads((read_outputs(run, RewardOutputs).model / "config.json").read_text())
     assert model_config["architectures"] == ["BertForSequenceClassification"]
     assert read_json(run.manifest(4))["status"] == "done"
 
@@ -105,10 +106,10 @@ def test_the_smollm2_profile_runs_all_seven_stages_on_arithmetic(tmp_path):
     }  # fmt: skip
     sft = read_json(run.manifest(1))["outputs"]
     assert set(sft["baseline"]) == {"capitals"}
-    model_config = json.loads((run.model(3) / "config.json").read_text())
+    model_config = json.loads((read_outputs(run, RewardOutputs).model / "config.json").read_text())
     assert model_config["architectures"] == ["BertForSequenceClassification"]
-    policy_config = json.loads((run.model(5) / "config.json").read_text())
+    policy_config = json.loads((read_outputs(run, RLOutputs).model / "config.json").read_text())
     assert policy_config["architectures"] == ["LlamaForCausalLM"]
-    report = read_json(run.stage(7) / "evaluation_report.json")
+    report = read_json(run.stage(7) / "evaluation_report.json")["metrics"]
     assert 0.0 <= report["sft"]["judge_score"] <= 1.0
     assert 0.0 <= report["final"]["judge_score"] <= 1.0

@@ -32,7 +32,7 @@ def context(tmp_path, *overrides: str) -> StageContext:
 
 def publish_stage_1(run: RunDir) -> dict:
     """Stage 1 published with SFT_RECORD, as the pipeline leaves it; return its manifest."""
-    run.model(1).mkdir(parents=True)
+    (run.stage(1) / SFT_RECORD.model).mkdir(parents=True)
     manifest = stage_manifest(1, "sft", "done", "f" * 64, 0, seconds=1.0, outputs=SFT_RECORD)
     atomic_write_json(run.manifest(1), manifest)
     return manifest

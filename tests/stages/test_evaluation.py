@@ -5,6 +5,7 @@ import pytest
 
 from srft.artifacts import read_json, read_jsonl
 from srft.config import GATE_NAMES, load_config
+from srft.outputs import RLOutputs, read_outputs
 from srft.run_dir import RunDir
 from tests.runs import SMALL_WORLD, gate_settings, restore, run_restoring_threads
 
@@ -17,7 +18,7 @@ def test_stages_5_to_7_finish_the_run_with_a_report(good_run, stages_5_to_7):
     assert outcome.status == "passed"
     for number in (5, 6, 7):
         assert read_json(run.manifest(number))["status"] == "done"
-    assert (run.model(5) / "model.safetensors").is_file()
+    assert (read_outputs(run, RLOutputs).model / "model.safetensors").is_file()
     rl = read_json(run.manifest(5))["outputs"]
     assert rl["steps"] == 6
     assert rl["episodes"] == 96
@@ -29,8 +30,8 @@ def test_stages_5_to_7_finish_the_run_with_a_report(good_run, stages_5_to_7):
     assert table[1]["status"] in ("accepted", "converged", "rolled_back")
     assert (run.stage(6) / "model" / "model.safetensors").is_file()
     evaluation = read_json(run.stage(7) / "evaluation_report.json")
-    assert set(evaluation["benchmarks"]) == {"next", "last"}
-    assert 0 <= evaluation["win_rate"] <= 1
+    assert set(evaluation["metrics"]["benchmarks"]) == {"next", "last"}
+    assert 0 <= evaluation["metrics"]["win_rate"] <= 1
     assert "reward_criterion_correlation" in evaluation["interpretability"]
 
     summary = read_json(run.summary)
@@ -64,7 +65,7 @@ def test_a_reward_model_that_rewards_filler_is_flagged_as_hacked(tmp_path):
     run = RunDir(tmp_path / "run")
     outcome = run_restoring_threads(config, run.root, [1, 2, 3, 4, 5, 6, 7])
     assert outcome.status == "passed"
-    metrics = read_json(run.stage(7) / "evaluation_report.json")
+    metrics = read_json(run.stage(7) / "evaluation_report.json")["metrics"]
     assert metrics["reward_gain"] > 0
     assert metrics["judge_gain"] <= 0.01
     assert metrics["reward_hacking"] is True

@@ -4,6 +4,7 @@
 import pytest
 
 from srft.artifacts import read_json, read_jsonl
+from srft.outputs import RewardOutputs, SFTOutputs, read_outputs
 from srft.pipeline import Pipeline
 from tests.runs import STAGES, finished_times, gate_settings, restore
 
@@ -27,12 +28,12 @@ def test_end_to_end_run(good_run):
         assert manifest["status"] == "done"
         assert len(manifest["fingerprint"]) == 64
         assert manifest["stage"] == number
-    model = run.model(1)
+    model = read_outputs(run, SFTOutputs).model
     assert (model / "config.json").is_file()
     assert (model / "model.safetensors").is_file()
     for name in ("pairs_train.jsonl", "pairs_val.jsonl", "data_report.md"):
         assert (run.stage(2) / name).is_file()
-    assert (run.model(3) / "model.safetensors").is_file()
+    assert (read_outputs(run, RewardOutputs).model / "model.safetensors").is_file()
     assert (run.stage(4) / "validation_report.md").is_file()
     assert not list((run.root / ".staging").glob("stage*"))  # every stage was published
 
