@@ -100,7 +100,7 @@ def rl_finetune(
         log_interval=config.logging.log_interval,
     )
     held_out = prompts[-max(1, len(prompts) // 10) :]
-    final = measure_policy(engine, held_out, config.rl_training.batch_size)
+    final = measure_policy(engine, held_out)
     engine.export_policy(output_dir / "model")
     return {
         **final,

@@ -239,6 +239,7 @@ class Pipeline:
             spec.outputs,
             attempt,
             resume,
+            spec.upstream_for(config),
         )
         start = time.time()
         result = spec.run(ctx)

@@ -1,5 +1,6 @@
-"""The package's import graph: no cycles (lazy imports inside functions count too), stages never
-import each other, and the decisions import no stage."""
+"""The package's import graph: no cycles (lazy imports inside functions count too), imports go
+down the tiers of docs/architecture.md, stages never import each other, and the decisions
+import no stage."""
 
 import ast
 from pathlib import Path
@@ -9,6 +10,32 @@ import srft
 PACKAGE = Path(srft.__file__).parent
 # Modules of srft/stages/ that every stage may import: they are not stages.
 STAGE_SUPPORT = {"srft.stages.base", "srft.stages.remedies"}
+
+# docs/architecture.md's tiers, bottom up: a module imports from its own tier or lower ones.
+# A module belongs to the tier of the longest prefix listed.
+TIERS: dict[str, int] = {
+    **dict.fromkeys(
+        ("srft.errors", "srft.artifacts", "srft.run_dir", "srft.registry", "srft.config"), 0
+    ),
+    **dict.fromkeys(("srft.data.hub", "srft.tracking", "srft.progress", "srft.plots"), 0),
+    "srft.template": 0,
+    **dict.fromkeys(("srft.gates", "srft.outputs", "srft.manifests", "srft.decisions"), 1),
+    **dict.fromkeys(("srft.tables", "srft.scoring"), 1),
+    **dict.fromkeys(("srft.data", "srft.models", "srft.rl", "srft.evaluation"), 2),
+    **dict.fromkeys(("srft.world", "srft.arithmetic", "srft.judges", "srft.annotation"), 2),
+    "srft.stages": 3,
+    **dict.fromkeys(("srft", "srft.pipeline", "srft.report", "srft.architecture"), 4),
+    **dict.fromkeys(("srft.plugins", "srft.profiles", "srft.api", "srft.cli"), 4),
+}
+
+
+def tier(module: str) -> int:
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:end])
+        if prefix in TIERS:
+            return TIERS[prefix]
+    raise AssertionError(f"{module} is in no tier: add it to TIERS and docs/architecture.md")
 
 
 def module_name(path: Path) -> str:
@@ -71,6 +98,16 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_no_import_cycles():
     assert cycle(import_graph()) is None
+
+
+def test_imports_go_down_the_tiers():
+    upward = [
+        f"{module} (tier {tier(module)}) imports {target} (tier {tier(target)})"
+        for module, targets in import_graph().items()
+        for target in targets
+        if tier(target) > tier(module)
+    ]
+    assert upward == []
 
 
 def test_stages_never_import_each_other():

@@ -120,4 +120,5 @@ def build_sampler(
         config.data.max_prompt_length,
         config.data.max_response_length,
         torch.Generator(device=device).manual_seed(config.seed + seed_offset),
+        config.rl_training.batch_size,
     )

@@ -108,6 +108,11 @@ class RLEngine:
         return self.accelerator.unwrap_model(self.model)
 
     @property
+    def batch_size(self) -> int:
+        """Prompts per rollout (and per batch when the engine samples for measuring)."""
+        return self.rl.batch_size
+
+    @property
     def learning_rate(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 

@@ -18,6 +18,10 @@ from srft.scoring import Scorer
 
 
 class Sampler(Protocol):
+    """What measuring needs: scored samples, `batch_size` prompts at a time."""
+
+    batch_size: int
+
     def sample(self, prompts: list[str]) -> ScoredSample: ...
 
 
@@ -32,6 +36,7 @@ class PolicySampler:
     max_prompt_length: int
     max_new_tokens: int
     generator: torch.Generator
+    batch_size: int  # prompts per sampled batch
 
     def sample(self, prompts: list[str]) -> ScoredSample:
         return sample_and_score(
@@ -58,25 +63,26 @@ class PolicySample:
 
 
 def measure_policy(
-    sampler: Sampler, prompts: list[str], batch_size: int, judge: Scorer | None = None
+    sampler: Sampler, prompts: list[str], judge: Scorer | None = None
 ) -> dict[str, float]:
     """Token-weighted means over all `prompts` (one sampled response each):
     kl_per_token_nats, kl_per_sequence_nats, entropy_nats, reward, response_tokens and, with a
     judge, judge_score."""
-    return sample_policy(sampler, prompts, batch_size, judge).metrics
+    return sample_policy(sampler, prompts, judge).metrics
 
 
 @torch.no_grad()
 def sample_policy(
-    sampler: Sampler, prompts: list[str], batch_size: int, judge: Scorer | None = None
+    sampler: Sampler, prompts: list[str], judge: Scorer | None = None
 ) -> PolicySample:
-    """One sampled response per entry of `prompts`, in batches of `batch_size`, scored, with
+    """One sampled response per entry of `prompts`, in the sampler's batches, scored, with
     `measure_policy`'s means."""
     kl_sum = entropy_sum = tokens = 0.0
     sequence_kl, rewards, lengths, judged = [], [], [], []
     responses: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        batch = sampler.sample(prompts[start : start + batch_size])
+    size = sampler.batch_size
+    for start in range(0, len(prompts), size):
+        batch = sampler.sample(prompts[start : start + size])
         kl_sum += float((batch.kl * batch.mask).sum())
         entropy_sum += float((batch.entropy * batch.mask).sum())
         tokens += float(batch.mask.sum())

@@ -31,6 +31,7 @@ class StageContext:
     outputs: type[StageOutputs]  # the record this stage returns
     attempt: int = 0
     resume: bool = False  # an interrupted attempt left checkpoints in workdir
+    reads: tuple[int, ...] = ()  # the stages whose records it may read: its spec's upstream
 
     @property
     def checkpoints(self) -> Path:
@@ -42,7 +43,14 @@ class StageContext:
         return self.workdir / self.outputs.default_path(name)
 
     def upstream(self, record: type[Outputs]) -> Outputs:
-        """The outputs record an earlier stage published, its files as paths in its folder."""
+        """The outputs record an earlier stage published, its files as paths in its folder. Only
+        the stages the spec declares upstream may be read: their fingerprints are in this
+        stage's."""
+        if record.STAGE not in self.reads:
+            raise ValueError(
+                f"stage {self.number} reads stage {record.STAGE}, which its spec does not "
+                f"declare upstream ({self.reads})"
+            )
         return read_outputs(self.run, record)
 
     def earlier_gates(self) -> list[Gate]:

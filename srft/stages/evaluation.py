@@ -63,15 +63,14 @@ def run(ctx: StageContext) -> StageResult:
     # Alignment: the final and the SFT policy on held-out prompts, the same prompts for both.
     prompts = evaluation_prompts(config)
     prompts = [p for p in prompts for _ in range(config.evaluation.win_rate_samples)]
-    batch_size = config.rl_training.batch_size
     final_sampler = build_sampler(config, final_dir, reward_dir, sft_dir, seed_offset=7)
-    final = sample_policy(final_sampler, prompts, batch_size, judge)
+    final = sample_policy(final_sampler, prompts, judge)
     # Stage 2's held-out pairs, the set stage 4 measured: "accuracy maintained" compares alike.
     held_out = read_pairs(ctx.upstream(PreferenceOutputs).val_pairs_file).pairs
     accuracy_val = final_sampler.reward.accuracy(held_out)
     del final_sampler  # the final policy leaves memory before the SFT policy comes in
     sft_sample = sample_policy(
-        build_sampler(config, sft_dir, reward_dir, seed_offset=7), prompts, batch_size, judge
+        build_sampler(config, sft_dir, reward_dir, seed_offset=7), prompts, judge
     )
     wins = win_rate(final.judge_scores, sft_sample.judge_scores) if judge else None
 

@@ -226,7 +226,7 @@ def _measure(
     """Score (judge, else RM reward), KL to SFT and entropy on held-out prompts; RM accuracy on
     stage 2's held-out pairs."""
     sampler = build_sampler(config, policy_dir, reward_dir, reference_dir=sft_dir, seed_offset=99)
-    found = measure_policy(sampler, prompts, config.rl_training.batch_size, judge)
+    found = measure_policy(sampler, prompts, judge)
     return {
         "score": found.get("judge_score", found["reward"]),
         "reward": found["reward"],

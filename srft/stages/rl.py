@@ -40,7 +40,7 @@ def run(ctx: StageContext) -> StageResult:
         decide=ctx.decide,
         description="stage 5 rl",
     )
-    final = measure_policy(engine, evaluation_prompts(config), rl.batch_size, judge)
+    final = measure_policy(engine, evaluation_prompts(config), judge)
     engine.export_policy(ctx.path("model"))
     trends: dict[str, float] = {}
     history = outcome.history

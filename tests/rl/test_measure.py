@@ -14,7 +14,7 @@ from srft.world.tokenizer import build_tokenizer
 from tests.rl.test_engine import PROMPTS, fruit_share, make_engine
 
 
-def sampler_of(policy, reference, tokenizer, seed: int = 0) -> PolicySampler:
+def sampler_of(policy, reference, tokenizer, seed: int = 0, batch_size: int = 8):
     return PolicySampler(
         CausalPolicy(policy),
         reference_forward(reference),
@@ -23,13 +23,14 @@ def sampler_of(policy, reference, tokenizer, seed: int = 0) -> PolicySampler:
         max_prompt_length=16,
         max_new_tokens=4,
         generator=torch.Generator().manual_seed(seed),
+        batch_size=batch_size,
     )
 
 
 def test_a_policy_measured_against_itself_has_no_kl():
     tokenizer = build_tokenizer()
     policy = build_base_model(tokenizer, hidden_size=32, num_layers=1, seed=0)
-    found = measure_policy(sampler_of(policy, policy, tokenizer), PROMPTS * 4, batch_size=8)
+    found = measure_policy(sampler_of(policy, policy, tokenizer), PROMPTS * 4)
     assert found["kl_per_token_nats"] == pytest.approx(0.0, abs=1e-6)
     assert found["kl_per_sequence_nats"] == pytest.approx(0.0, abs=1e-5)
     assert found["entropy_nats"] > 0
@@ -53,15 +54,14 @@ def test_sample_policy_covers_every_prompt_in_batches():
     policy = build_base_model(tokenizer, hidden_size=32, num_layers=1, seed=1)
     reference = build_base_model(tokenizer, hidden_size=32, num_layers=1, seed=2)
     prompts = (PROMPTS * 2)[:7]
-    found = sample_policy(sampler_of(policy, reference, tokenizer), prompts, batch_size=3)
+    found = sample_policy(sampler_of(policy, reference, tokenizer, batch_size=3), prompts)
     assert found.prompts == prompts
     assert len(found.responses) == len(found.rewards) == 7
     assert found.judge_scores == []
     assert found.metrics["kl_per_token_nats"] > 0
     judged = sample_policy(
-        sampler_of(policy, reference, tokenizer),
+        sampler_of(policy, reference, tokenizer, batch_size=3),
         prompts,
-        batch_size=3,
         judge=lambda ps, rs: [0.25] * len(rs),
     )
     assert judged.metrics["judge_score"] == 0.25

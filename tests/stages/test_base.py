@@ -8,7 +8,7 @@ from srft.artifacts import atomic_write_json
 from srft.config import load_config
 from srft.errors import SrftError
 from srft.manifests import stage_manifest
-from srft.outputs import PreferenceOutputs, SFTOutputs
+from srft.outputs import PreferenceOutputs, RewardOutputs, SFTOutputs
 from srft.run_dir import RunDir
 from srft.stages.base import StageContext, StageResult, StageSpec
 from srft.tracking import Tracker
@@ -27,7 +27,9 @@ def context(tmp_path, *overrides: str) -> StageContext:
     """Stage 2's context in a run under tmp_path."""
     run = RunDir(tmp_path / "run")
     config = load_config(None, ["model.base_model=unused", *overrides])
-    return StageContext(config, run, 2, run.staging(2), Tracker(run.metrics, 2), PreferenceOutputs)
+    return StageContext(
+        config, run, 2, run.staging(2), Tracker(run.metrics, 2), PreferenceOutputs, reads=(1,)
+    )
 
 
 def publish_stage_1(run: RunDir) -> dict:
@@ -101,3 +103,10 @@ def test_gate_takes_its_mode_from_the_gates_mode(tmp_path):
 def test_gate_passes_its_unit_and_note_on(tmp_path):
     gate = context(tmp_path).gate("kl_divergence", 0.05, 0.1, "<=", unit="nats/token", note="x")
     assert (gate.unit, gate.note, gate.passed) == ("nats/token", "x", True)
+
+
+def test_upstream_reads_only_the_stages_the_spec_declares(tmp_path):
+    ctx = context(tmp_path)
+    publish_stage_1(ctx.run)
+    with pytest.raises(ValueError, match="stage 2 reads stage 3, which its spec does not"):
+        ctx.upstream(RewardOutputs)
