@@ -134,12 +134,14 @@ def _run(config_path, stages_text, output_dir, seed, overrides: list[str]) -> No
     from srft.config import load_config
     from srft.gates import gates_table
     from srft.pipeline import Pipeline, parse_stages, stage_specs
+    from srft.plugins import check_registered_names
 
     if seed is not None:
         overrides = [f"seed={seed}", *overrides]
     if output_dir is not None:
         overrides = [f"logging.output_dir={output_dir}", *overrides]
     config = load_config(config_path, overrides)
+    check_registered_names(config, str(config_path or "config"))
     stages = parse_stages(stages_text, sorted(stage_specs()))
     outcome = Pipeline(config).execute(stages)
     typer.echo(gates_table(outcome.gates))
