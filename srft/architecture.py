@@ -22,10 +22,12 @@ def record_markdown(record: type[StageOutputs]) -> list[str]:
     files = record.file_fields()
     lines = [f"`{record.__name__}`:", ""]
     for name in files:
-        lines.append(f"- file `{name}`: `{record.default_path(name)}`")
+        about = record.model_fields[name].description or ""
+        lines.append(f"- file `{name}`: `{record.default_path(name)}`, {about}")
     for name, field in record.model_fields.items():
         if name not in files:
-            lines.append(f"- `{name}`: `{_type_name(field.annotation)}`")
+            about = f": {field.description}" if field.description else ""
+            lines.append(f"- `{name}` (`{_type_name(field.annotation)}`){about}")
     return lines
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from srft.artifacts import read_json
 from srft.errors import SrftError
@@ -114,13 +114,15 @@ def read_outputs(run: RunDir, cls: type[Outputs]) -> Outputs:
 
 class SFTOutputs(StageOutputs):
     STAGE: ClassVar[int] = 1
-    model: Path = Path("model")
-    trained: bool
-    train_examples: int
-    val_examples: int
-    val_loss: float
-    val_perplexity: float
-    baseline: dict[str, float]  # benchmark name -> score of the SFT policy
+    model: Path = Field(Path("model"), description="the SFT policy (save_pretrained)")
+    trained: bool = Field(description="false when model.sft_checkpoint was evaluated as given")
+    train_examples: int = Field(description="SFT demonstrations trained on")
+    val_examples: int = Field(description="demonstrations held out for perplexity")
+    val_loss: float = Field(description="mean token cross-entropy on them, nats")
+    val_perplexity: float = Field(description="exp(val_loss)")
+    baseline: dict[str, float] = Field(
+        description="benchmark name -> the SFT policy's score, what retention compares with"
+    )
 
 
 # ---- stage 2 --------------------------------------------------------------------------------
@@ -128,34 +130,50 @@ class SFTOutputs(StageOutputs):
 
 class PreferenceOutputs(StageOutputs):
     STAGE: ClassVar[int] = 2
-    train_pairs_file: Path = Path("pairs_train.jsonl")
-    val_pairs_file: Path = Path("pairs_val.jsonl")
-    data_report: Path = Path("data_report.md")
-    data_report_json: Path = Path("data_report.json")
-    source: Literal["file", "generated"]
-    pairs: int
-    pairs_train: int
-    pairs_val: int
-    unique_prompts: int
-    preference_gap: float | None
-    decontamination: float
-    contaminated: int
-    contaminated_dropped: int = 0
-    mean_chosen_words: float
-    mean_rejected_words: float
-    # imported pairs
-    invalid_rows_dropped: int | None = None
-    # generated pairs
-    prompts: int | None = None
-    samples_per_prompt: int | None = None
-    temperature: float | None = None
-    responses: int | None = None
-    policy_mean_judge_score: float | None = None
-    # with a judge
-    label_judge_agreement: float | None = None
-    label_judge_disagreement: float | None = None
-    judge_tied_pairs: int | None = None
-    judge_gap: float | None = None
+    train_pairs_file: Path = Field(
+        Path("pairs_train.jsonl"), description="pairs the reward model trains on (JSONL)"
+    )
+    val_pairs_file: Path = Field(
+        Path("pairs_val.jsonl"), description="pairs for epoch selection and validation (JSONL)"
+    )
+    data_report: Path = Field(Path("data_report.md"), description="the data report")
+    data_report_json: Path = Field(
+        Path("data_report.json"), description="the data report's numbers and contaminated pairs"
+    )
+    source: Literal["file", "generated"] = Field(
+        description="pairs imported from data.train_file, or sampled and annotated"
+    )
+    pairs: int = Field(description="pairs kept, train and validation")
+    pairs_train: int = Field(description="pairs in train_pairs_file")
+    pairs_val: int = Field(description="pairs in val_pairs_file")
+    unique_prompts: int = Field(description="distinct prompts among the pairs")
+    preference_gap: float | None = Field(
+        description="mean of s(chosen) - s(rejected), s the annotator's score in [0, 1]; "
+        "None without scores"
+    )
+    decontamination: float = Field(
+        description="fraction of pairs sharing no n-gram with an evaluation item"
+    )
+    contaminated: int = Field(description="pairs sharing one")
+    contaminated_dropped: int = Field(0, description="of those, dropped (data.drop_contaminated)")
+    mean_chosen_words: float = Field(description="mean length of the chosen responses, words")
+    mean_rejected_words: float = Field(description="mean length of the rejected ones, words")
+    invalid_rows_dropped: int | None = Field(
+        None, description="imported pairs: invalid rows dropped (data.on_invalid: drop)"
+    )
+    prompts: int | None = Field(None, description="generated pairs: prompts sampled")
+    samples_per_prompt: int | None = Field(None, description="generated pairs: responses each")
+    temperature: float | None = Field(None, description="generated pairs: sampling temperature")
+    responses: int | None = Field(None, description="generated pairs: responses sampled")
+    policy_mean_judge_score: float | None = Field(
+        None, description="the judge's mean score of the sampled responses, in [0, 1]"
+    )
+    label_judge_agreement: float | None = Field(
+        None, description="share of the pairs the judge orders whose label agrees with it"
+    )
+    label_judge_disagreement: float | None = Field(None, description="1 - label_judge_agreement")
+    judge_tied_pairs: int | None = Field(None, description="pairs the judge scores alike")
+    judge_gap: float | None = Field(None, description="mean of judge(chosen) - judge(rejected)")
 
 
 # ---- stage 3 --------------------------------------------------------------------------------
@@ -163,15 +181,15 @@ class PreferenceOutputs(StageOutputs):
 
 class RewardOutputs(StageOutputs):
     STAGE: ClassVar[int] = 3
-    model: Path = Path("model")
-    base: str  # what the reward model started from; stage 6 retrains from it
-    train_pairs: int
-    val_pairs: int
-    accuracy_train: float
-    accuracy_val: float
-    loss_train: float
-    loss_val: float
-    best_checkpoint: str
+    model: Path = Field(Path("model"), description="the reward model of the best epoch")
+    base: str = Field(description="what it started from; stage 6 retrains from there")
+    train_pairs: int = Field(description="pairs trained on")
+    val_pairs: int = Field(description="pairs the best epoch was chosen on")
+    accuracy_train: float = Field(description="reward accuracy on the training pairs")
+    accuracy_val: float = Field(description="reward accuracy on the validation pairs")
+    loss_train: float = Field(description="Bradley-Terry loss on the training pairs, nats")
+    loss_val: float = Field(description="Bradley-Terry loss on the validation pairs, nats")
+    best_checkpoint: str = Field(description="the checkpoint folder of the best epoch")
 
 
 # ---- stage 4 --------------------------------------------------------------------------------
@@ -211,51 +229,68 @@ class FailureMode(BaseModel):
 
 class RewardValidationOutputs(StageOutputs):
     STAGE: ClassVar[int] = 4
-    report: Path = Path("validation_report.md")
-    report_json: Path = Path("validation_report.json")
-    held_out_pairs: int
-    reward_accuracy_train: float
-    reward_accuracy_val: float
-    train_val_gap: float
-    mean_margin_val: float
-    reward_accuracy_judge: float | None = None
-    judge_ordered_pairs: int | None = None
-    length_correlation: float | None
-    consistency_max_abs_diff: float
-    consistency: Consistency
-    edge_cases: dict[str, EdgeCase]  # empty, truncated, repeated, prompt_echoed
-    original_mean_reward: float
-    length_bias: LengthBias
-    failure_modes: list[FailureMode]
+    report: Path = Field(Path("validation_report.md"), description="the validation report")
+    report_json: Path = Field(
+        Path("validation_report.json"), description="its numbers, probes and gates"
+    )
+    held_out_pairs: int = Field(
+        description="pairs measured: stage 2's validation pairs, or data.test_file"
+    )
+    reward_accuracy_train: float = Field(description="reward accuracy on the training pairs")
+    reward_accuracy_val: float = Field(description="reward accuracy on the held-out pairs")
+    train_val_gap: float = Field(description="reward_accuracy_train - reward_accuracy_val")
+    mean_margin_val: float = Field(description="mean of r(chosen) - r(rejected), held out")
+    reward_accuracy_judge: float | None = Field(
+        None, description="accuracy against the judge's preference, over the pairs it orders"
+    )
+    judge_ordered_pairs: int | None = Field(None, description="the pairs the judge orders")
+    length_correlation: float | None = Field(
+        description="Pearson correlation of reward with response length, RM tokens"
+    )
+    consistency_max_abs_diff: float = Field(
+        description="largest reward difference of the same text scored alone, batched, padded"
+    )
+    consistency: Consistency = Field(description="the consistency probe")
+    edge_cases: dict[str, EdgeCase] = Field(
+        description="empty, truncated, repeated and prompt-echoed responses against the chosen"
+    )
+    original_mean_reward: float = Field(description="the chosen responses' mean reward")
+    length_bias: LengthBias = Field(description="the length-bias probe")
+    failure_modes: list[FailureMode] = Field(description="the most negative margins")
 
 
 # ---- stage 5 --------------------------------------------------------------------------------
 
 
 class RLOutputs(StageOutputs):
+    """The final_* numbers are measured on the held-out prompts, one sample each; the
+    *_first_steps and *_last_steps are means over the first and the last tenth of training."""
+
     STAGE: ClassVar[int] = 5
-    model: Path = Path("model")
-    algorithm: str
-    value_model: str
-    steps: int
-    resumed_from_step: int
-    final_kl_coef: float
-    episodes: int
-    rollbacks: int
-    stopped_early: bool
-    final_kl_per_token_nats: float
-    final_kl_per_sequence_nats: float
-    final_entropy_nats: float
-    final_reward: float
-    final_response_tokens: float
-    final_judge_score: float | None = None
-    reward_first_steps: float | None = None
-    reward_last_steps: float | None = None
-    judge_score_first_steps: float | None = None
-    judge_score_last_steps: float | None = None
-    policy_loss_first_steps: float | None = None
-    policy_loss_last_steps: float | None = None
-    reward_improving: bool | None = None
+    model: Path = Field(Path("model"), description="the trained policy (LoRA merged in)")
+    algorithm: str = Field(description="PPO or A2C")
+    value_model: str = Field(description="shared (value head) or separate (critic)")
+    steps: int = Field(description="rollout batches done")
+    resumed_from_step: int = Field(description="the step an interrupted attempt resumed from")
+    final_kl_coef: float = Field(description="the KL penalty coefficient at the end")
+    episodes: int = Field(description="responses trained on: steps x batch_size")
+    rollbacks: int = Field(description="times the KL guard rolled back")
+    stopped_early: bool = Field(description="the KL guard stopped training")
+    final_kl_per_token_nats: float = Field(description="KL to the SFT policy, nats per token")
+    final_kl_per_sequence_nats: float = Field(description="the same, summed per response")
+    final_entropy_nats: float = Field(description="policy entropy, nats per token")
+    final_reward: float = Field(description="mean reward-model score")
+    final_response_tokens: float = Field(description="mean response length, tokens")
+    final_judge_score: float | None = Field(None, description="mean judge score, in [0, 1]")
+    reward_first_steps: float | None = Field(None, description="mean reward, first steps")
+    reward_last_steps: float | None = Field(None, description="mean reward, last steps")
+    judge_score_first_steps: float | None = Field(None, description="judge score, first steps")
+    judge_score_last_steps: float | None = Field(None, description="judge score, last steps")
+    policy_loss_first_steps: float | None = Field(None, description="policy loss, first steps")
+    policy_loss_last_steps: float | None = Field(None, description="policy loss, last steps")
+    reward_improving: bool | None = Field(
+        None, description="reward_last_steps above reward_first_steps"
+    )
 
 
 # ---- stage 6 --------------------------------------------------------------------------------
@@ -279,14 +314,18 @@ class IterationRow(BaseModel):
 
 class IterationOutputs(StageOutputs):
     STAGE: ClassVar[int] = 6
-    model: Path = Path("model")
-    reward_model: Path = Path("reward_model")
-    table: Path = Path("iterations.json")
-    table_markdown: Path = Path("iterations.md")
-    iterations: list[IterationRow]
-    best_iteration: int
-    stop_reason: str
-    score_source: Literal["judge", "reward model"]
+    model: Path = Field(Path("model"), description="the final policy: the best iteration's")
+    reward_model: Path = Field(
+        Path("reward_model"), description="the reward model that policy was trained against"
+    )
+    table: Path = Field(Path("iterations.json"), description="the per-iteration table")
+    table_markdown: Path = Field(Path("iterations.md"), description="the same as Markdown")
+    iterations: list[IterationRow] = Field(description="one row per iteration, 0 first")
+    best_iteration: int = Field(description="the iteration the final policy comes from")
+    stop_reason: str = Field(description="why the iterations stopped")
+    score_source: Literal["judge", "reward model"] = Field(
+        description="what an iteration's score is: the judge's mean, else the RM's"
+    )
 
 
 # ---- stage 7 --------------------------------------------------------------------------------
@@ -326,23 +365,34 @@ class Interpretability(BaseModel):
 
 class EvaluationOutputs(StageOutputs):
     STAGE: ClassVar[int] = 7
-    report: Path = Path("evaluation_report.json")
-    final_model: str
-    reward_model: str
-    benchmarks: dict[str, float]
-    baseline: dict[str, float]
-    retention: float | None
-    retention_left_out: list[str]
-    win_rate: float | None
-    eval_prompts: int
-    responses_per_policy: int
-    final: PolicyMeasures
-    sft: PolicyMeasures
-    final_kl_per_token_nats: float
-    final_kl_per_sequence_nats: float
-    reward_accuracy_val: float
-    reward_gain: float
-    judge_gain: float | None
-    reward_hacking: bool | None
-    interpretability: Interpretability
-    deploy_decision: Literal["deploy", "rollback", "stop"]
+    report: Path = Field(Path("evaluation_report.json"), description="the numbers below")
+    final_model: str = Field(description="the policy evaluated (stage 6's)")
+    reward_model: str = Field(description="the reward model it was trained against")
+    benchmarks: dict[str, float] = Field(description="benchmark name -> the final policy's score")
+    baseline: dict[str, float] = Field(description="benchmark name -> the SFT policy's score")
+    retention: float | None = Field(
+        description="mean over benchmarks of final / baseline; None without any to average"
+    )
+    retention_left_out: list[str] = Field(description="benchmarks whose baseline is 0")
+    win_rate: float | None = Field(
+        description="share of held-out prompts on which the judge prefers the final policy's "
+        "response, ties counted half; None without a judge"
+    )
+    eval_prompts: int = Field(description="held-out prompts")
+    responses_per_policy: int = Field(description="responses sampled from each policy")
+    final: PolicyMeasures = Field(description="the final policy on the held-out prompts")
+    sft: PolicyMeasures = Field(description="the SFT policy on the same prompts")
+    final_kl_per_token_nats: float = Field(description="the final policy's KL to SFT, per token")
+    final_kl_per_sequence_nats: float = Field(description="the same, summed per response")
+    reward_accuracy_val: float = Field(
+        description="the final reward model's accuracy on stage 2's validation pairs"
+    )
+    reward_gain: float = Field(description="final minus SFT mean reward")
+    judge_gain: float | None = Field(description="final minus SFT mean judge score")
+    reward_hacking: bool | None = Field(
+        description="reward up while the judge's score stays flat or falls; None without a judge"
+    )
+    interpretability: Interpretability = Field(description="what the reward tracks")
+    deploy_decision: Literal["deploy", "rollback", "stop"] = Field(
+        description="srft.decisions.deploy_decision over every gate of the run"
+    )

@@ -15,3 +15,13 @@ def test_the_architecture_doc_lists_the_registered_stages():
     for number, spec in specs.items():
         assert f"| {number} | {spec.name} |" in text
         assert f"`{spec.outputs.__name__}`" in text
+
+
+def test_every_field_of_every_record_says_what_it_holds():
+    missing = [
+        f"{spec.outputs.__name__}.{name}"
+        for spec in stage_specs().values()
+        for name, field in spec.outputs.model_fields.items()
+        if not field.description
+    ]
+    assert missing == []
