@@ -51,8 +51,10 @@ def train_reward_model(
     model = load_reward_model(base_model, tokenizer.pad_token_id, seed=config.seed)
     train = read_pairs(train_file, score_scale=config.data.score_scale).pairs
     val = read_pairs(val_file, score_scale=config.data.score_scale).pairs
-    result = fit_reward_model(model, tokenizer, train, val, output_dir, config)
-    return result["accuracy_val"]
+    fit = fit_reward_model(
+        model, tokenizer, train, val, output_dir / "model", output_dir / "checkpoints", config
+    )
+    return fit.accuracy_val
 
 
 def rl_finetune(
@@ -103,7 +105,7 @@ def rl_finetune(
     final = measure_policy(engine, held_out)
     engine.export_policy(output_dir / "model")
     return {
-        **final,
+        **final.model_dump(exclude_none=True),
         "steps": outcome.steps,
         "rollbacks": outcome.rollbacks,
         "stopped_early": outcome.stopped_early,

@@ -99,18 +99,31 @@ def accuracy_metric(prediction: EvalPrediction) -> dict[str, float]:
     return {"accuracy": float(wins.mean()), "mean_margin": float((chosen - rejected).mean())}
 
 
+@dataclass(frozen=True)
+class RewardFit:
+    """The best epoch's reward model: reward accuracy and Bradley-Terry loss (nats) on the
+    training and the validation pairs, and the checkpoint folder it came from."""
+
+    accuracy_train: float
+    accuracy_val: float
+    loss_train: float
+    loss_val: float
+    best_checkpoint: str
+
+
 def fit_reward_model(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     train: list[PreferencePair],
     val: list[PreferencePair],
-    output_dir: Path,
+    model_dir: Path,
+    checkpoints: Path,
     config: SrftConfig,
     callbacks: list[Any] | None = None,
     resume_from_checkpoint: str | None = None,
-) -> dict[str, float]:
-    """Train on `train`, keep the checkpoint with the best val accuracy, save it to
-    `output_dir / "model"`; returns train and val accuracy and loss of that checkpoint."""
+) -> RewardFit:
+    """Train on `train` with a checkpoint per epoch in `checkpoints`, keep the one with the
+    best val accuracy and save it to `model_dir`."""
     rt = config.reward_training
     if config.model.lora is not None:
         model = add_lora(model, config.model.lora, "SEQ_CLS", config.seed)
@@ -120,7 +133,7 @@ def fit_reward_model(
     val_set = sorted(encode_pairs(val, tokenizer, max_prompt, max_response), key=pair_length)
     args = training_arguments(
         config,
-        output_dir / "checkpoints",
+        checkpoints,
         learning_rate=rt.learning_rate,
         batch_size=rt.batch_size,
         epochs=rt.max_epochs,
@@ -148,15 +161,15 @@ def fit_reward_model(
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     val_metrics = _best_evaluation(trainer) or trainer.evaluate(val_set, metric_key_prefix="val")
     train_metrics = trainer.evaluate(sorted(train_set, key=pair_length), metric_key_prefix="train")
-    save_merged(trainer.model, output_dir / "model")
-    tokenizer.save_pretrained(output_dir / "model")
-    return {
-        "accuracy_train": train_metrics["train_accuracy"],
-        "accuracy_val": val_metrics["val_accuracy"],
-        "loss_train": train_metrics["train_loss"],
-        "loss_val": val_metrics["val_loss"],
-        "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name,
-    }
+    save_merged(trainer.model, model_dir)
+    tokenizer.save_pretrained(model_dir)
+    return RewardFit(
+        accuracy_train=train_metrics["train_accuracy"],
+        accuracy_val=val_metrics["val_accuracy"],
+        loss_train=train_metrics["train_loss"],
+        loss_val=val_metrics["val_loss"],
+        best_checkpoint=Path(trainer.state.best_model_checkpoint or "").name,
+    )
 
 
 def _best_evaluation(trainer: Trainer) -> dict[str, float] | None:

@@ -12,6 +12,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from srft.models.reward import RewardScorer
+from srft.outputs import PolicyMeasures
 from srft.rl.policy import CausalPolicy
 from srft.rl.rollout import ReferenceLogits, ScoredSample, sample_and_score
 from srft.scoring import Scorer
@@ -55,7 +56,7 @@ class PolicySampler:
 class PolicySample:
     """What `sample_policy` saw: means and the responses with their scores."""
 
-    metrics: dict[str, float]
+    metrics: PolicyMeasures
     prompts: list[str] = field(default_factory=list)
     responses: list[str] = field(default_factory=list)
     rewards: list[float] = field(default_factory=list)
@@ -64,10 +65,10 @@ class PolicySample:
 
 def measure_policy(
     sampler: Sampler, prompts: list[str], judge: Scorer | None = None
-) -> dict[str, float]:
-    """Token-weighted means over all `prompts` (one sampled response each):
-    kl_per_token_nats, kl_per_sequence_nats, entropy_nats, reward, response_tokens and, with a
-    judge, judge_score."""
+) -> PolicyMeasures:
+    """Token-weighted means over all `prompts` (one sampled response each): KL to the
+    reference per token and per response, entropy per token (nats), reward, response length
+    (tokens) and, with a judge, the judge's score."""
     return sample_policy(sampler, prompts, judge).metrics
 
 
@@ -92,13 +93,12 @@ def sample_policy(
         lengths += batch.mask.sum(1).tolist()
         if judge is not None:
             judged += judge(batch.prompts, batch.responses)
-    result = {
-        "kl_per_token_nats": kl_sum / max(tokens, 1.0),
-        "kl_per_sequence_nats": statistics.fmean(sequence_kl),
-        "entropy_nats": entropy_sum / max(tokens, 1.0),
-        "reward": statistics.fmean(rewards),
-        "response_tokens": statistics.fmean(lengths),
-    }
-    if judged:
-        result["judge_score"] = statistics.fmean(judged)
-    return PolicySample(result, list(prompts), responses, rewards, judged)
+    measures = PolicyMeasures(
+        kl_per_token_nats=kl_sum / max(tokens, 1.0),
+        kl_per_sequence_nats=statistics.fmean(sequence_kl),
+        entropy_nats=entropy_sum / max(tokens, 1.0),
+        reward=statistics.fmean(rewards),
+        response_tokens=statistics.fmean(lengths),
+        judge_score=statistics.fmean(judged) if judged else None,
+    )
+    return PolicySample(measures, list(prompts), responses, rewards, judged)

@@ -24,7 +24,6 @@ from srft.outputs import (
     EvaluationOutputs,
     Interpretability,
     IterationOutputs,
-    PolicyMeasures,
     PreferenceOutputs,
     RewardExample,
     SFTOutputs,
@@ -74,11 +73,9 @@ def run(ctx: StageContext) -> StageResult:
     )
     wins = win_rate(final.judge_scores, sft_sample.judge_scores) if judge else None
 
-    reward_gain = final.metrics["reward"] - sft_sample.metrics["reward"]
+    reward_gain = final.metrics.reward - sft_sample.metrics.reward
     judge_gain = (
-        final.metrics["judge_score"] - sft_sample.metrics["judge_score"]
-        if judge is not None
-        else None
+        final.metrics.judge_score - sft_sample.metrics.judge_score if judge is not None else None
     )
     hacking = reward_hacking(reward_gain, judge_gain)
 
@@ -94,7 +91,7 @@ def run(ctx: StageContext) -> StageResult:
         ),
         ctx.gate(
             "kl_divergence",
-            final.metrics["kl_per_token_nats"],
+            final.metrics.kl_per_token_nats,
             c.kl_target,
             "<=",
             unit="nats/token",
@@ -112,10 +109,10 @@ def run(ctx: StageContext) -> StageResult:
         win_rate=wins,
         eval_prompts=len(prompts) // config.evaluation.win_rate_samples,
         responses_per_policy=len(prompts),
-        final=PolicyMeasures(**final.metrics),
-        sft=PolicyMeasures(**sft_sample.metrics),
-        final_kl_per_token_nats=final.metrics["kl_per_token_nats"],
-        final_kl_per_sequence_nats=final.metrics["kl_per_sequence_nats"],
+        final=final.metrics,
+        sft=sft_sample.metrics,
+        final_kl_per_token_nats=final.metrics.kl_per_token_nats,
+        final_kl_per_sequence_nats=final.metrics.kl_per_sequence_nats,
         reward_accuracy_val=accuracy_val,
         reward_gain=reward_gain,
         judge_gain=judge_gain,

@@ -182,9 +182,10 @@ def _retrain_reward_model(config: SrftConfig, base: str, train, val, folder: Pat
     reward_training settings (best epoch by validation accuracy)."""
     tokenizer = load_tokenizer(base)
     model = load_reward_model(base, tokenizer.pad_token_id, seed=config.seed)
-    fit_reward_model(model, tokenizer, train, val, folder / "rm", config)
+    model_dir = folder / "rm" / "model"
+    fit_reward_model(model, tokenizer, train, val, model_dir, folder / "rm" / "checkpoints", config)
     shutil.rmtree(folder / "rm" / "checkpoints", ignore_errors=True)
-    return str(folder / "rm" / "model")
+    return str(model_dir)
 
 
 def _reinforce(
@@ -228,10 +229,10 @@ def _measure(
     sampler = build_sampler(config, policy_dir, reward_dir, reference_dir=sft_dir, seed_offset=99)
     found = measure_policy(sampler, prompts, judge)
     return {
-        "score": found.get("judge_score", found["reward"]),
-        "reward": found["reward"],
-        "kl_per_token_nats": found["kl_per_token_nats"],
-        "entropy_nats": found["entropy_nats"],
+        "score": found.reward if found.judge_score is None else found.judge_score,
+        "reward": found.reward,
+        "kl_per_token_nats": found.kl_per_token_nats,
+        "entropy_nats": found.entropy_nats,
         "reward_accuracy_val": sampler.reward.accuracy(val_pairs),
     }
 

@@ -24,22 +24,32 @@ def run(ctx: StageContext) -> StageResult:
     tokenizer = load_tokenizer(base)
     model = load_reward_model(base, tokenizer.pad_token_id, seed=config.seed)
     checkpoints = checkpoint_folders(ctx.checkpoints)
-    result = fit_reward_model(
+    fit = fit_reward_model(
         model,
         tokenizer,
         train,
         val,
-        ctx.workdir,
+        ctx.path("model"),
+        ctx.checkpoints,
         config,
         callbacks=[TrainerProgress("stage 3 reward model"), TrainerMetrics(ctx.tracker)],
         resume_from_checkpoint=str(checkpoints[-1]) if ctx.resume and checkpoints else None,
     )
     target = config.constraints.reward_accuracy_target
     gates = [
-        ctx.gate("reward_accuracy_train", result["accuracy_train"], target, ">="),
-        ctx.gate("reward_accuracy_val", result["accuracy_val"], target, ">="),
+        ctx.gate("reward_accuracy_train", fit.accuracy_train, target, ">="),
+        ctx.gate("reward_accuracy_val", fit.accuracy_val, target, ">="),
     ]
-    outputs = RewardOutputs(base=base, train_pairs=len(train), val_pairs=len(val), **result)
+    outputs = RewardOutputs(
+        base=base,
+        train_pairs=len(train),
+        val_pairs=len(val),
+        accuracy_train=fit.accuracy_train,
+        accuracy_val=fit.accuracy_val,
+        loss_train=fit.loss_train,
+        loss_val=fit.loss_val,
+        best_checkpoint=fit.best_checkpoint,
+    )
     return StageResult(outputs, gates)
 
 

@@ -58,7 +58,12 @@ def run(ctx: StageContext) -> StageResult:
         episodes=outcome.steps * rl.batch_size,
         rollbacks=outcome.rollbacks,
         stopped_early=outcome.stopped_early,
-        **{f"final_{k}": v for k, v in final.items()},
+        final_kl_per_token_nats=final.kl_per_token_nats,
+        final_kl_per_sequence_nats=final.kl_per_sequence_nats,
+        final_entropy_nats=final.entropy_nats,
+        final_reward=final.reward,
+        final_response_tokens=final.response_tokens,
+        final_judge_score=final.judge_score,
         **trends,
         reward_improving=(
             trends["reward_last_steps"] > trends["reward_first_steps"] if history else None
@@ -66,10 +71,8 @@ def run(ctx: StageContext) -> StageResult:
     )
     c = config.constraints
     gates = [
-        ctx.gate("kl_divergence", final["kl_per_token_nats"], c.kl_target, "<=", unit="nats/token"),
-        ctx.gate(
-            "entropy", final["entropy_nats"], (c.entropy_min, c.entropy_max), "in", unit="nats"
-        ),
+        ctx.gate("kl_divergence", final.kl_per_token_nats, c.kl_target, "<=", unit="nats/token"),
+        ctx.gate("entropy", final.entropy_nats, (c.entropy_min, c.entropy_max), "in", unit="nats"),
     ]
     return StageResult(outputs, gates)
 

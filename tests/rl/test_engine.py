@@ -128,7 +128,7 @@ def test_kl_guard_rolls_back_and_keeps_kl_within_target(tmp_path):
     assert kinds[outcome.rollbacks :] == (["stop"] if outcome.stopped_early else [])
     from srft.rl.measure import measure_policy
 
-    assert measure_policy(engine, PROMPTS * 8)["kl_per_token_nats"] <= 0.1
+    assert measure_policy(engine, PROMPTS * 8).kl_per_token_nats <= 0.1
 
 
 def test_checkpoint_resume_restores_the_engine(tmp_path):

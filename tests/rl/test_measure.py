@@ -31,10 +31,11 @@ def test_a_policy_measured_against_itself_has_no_kl():
     tokenizer = build_tokenizer()
     policy = build_base_model(tokenizer, hidden_size=32, num_layers=1, seed=0)
     found = measure_policy(sampler_of(policy, policy, tokenizer), PROMPTS * 4)
-    assert found["kl_per_token_nats"] == pytest.approx(0.0, abs=1e-6)
-    assert found["kl_per_sequence_nats"] == pytest.approx(0.0, abs=1e-5)
-    assert found["entropy_nats"] > 0
-    assert 1 <= found["response_tokens"] <= 4
+    assert found.kl_per_token_nats == pytest.approx(0.0, abs=1e-6)
+    assert found.kl_per_sequence_nats == pytest.approx(0.0, abs=1e-5)
+    assert found.entropy_nats > 0
+    assert 1 <= found.response_tokens <= 4
+    assert found.judge_score is None
 
 
 def test_the_sampler_samples_what_the_engine_samples():
@@ -58,10 +59,10 @@ def test_sample_policy_covers_every_prompt_in_batches():
     assert found.prompts == prompts
     assert len(found.responses) == len(found.rewards) == 7
     assert found.judge_scores == []
-    assert found.metrics["kl_per_token_nats"] > 0
+    assert found.metrics.kl_per_token_nats > 0
     judged = sample_policy(
         sampler_of(policy, reference, tokenizer, batch_size=3),
         prompts,
         judge=lambda ps, rs: [0.25] * len(rs),
     )
-    assert judged.metrics["judge_score"] == 0.25
+    assert judged.metrics.judge_score == 0.25

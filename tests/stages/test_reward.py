@@ -11,6 +11,7 @@ import pytest
 import srft.stages.reward
 from srft.artifacts import read_json
 from srft.config import SrftConfig, load_config
+from srft.models.reward_trainer import RewardFit
 from srft.outputs import RewardOutputs
 from srft.pipeline import Pipeline, stage_specs
 from srft.run_dir import RunDir
@@ -33,13 +34,7 @@ def resume_checkpoint_of_stage_3(tmp_path, monkeypatch, folders: list[str]) -> s
 
     def fit(*args, resume_from_checkpoint=None, **kwargs):
         captured["checkpoint"] = resume_from_checkpoint
-        return {
-            "accuracy_train": 0.9,
-            "accuracy_val": 0.8,
-            "loss_train": 0.3,
-            "loss_val": 0.4,
-            "best_checkpoint": "checkpoint-16",
-        }
+        return RewardFit(0.9, 0.8, 0.3, 0.4, "checkpoint-16")
 
     monkeypatch.setattr(srft.stages.reward, "read_pairs", lambda path: SimpleNamespace(pairs=[]))
     monkeypatch.setattr(srft.stages.reward, "load_reward_model", lambda name, pad, **kw: None)
