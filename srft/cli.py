@@ -130,6 +130,9 @@ def demo(
 
 
 def _run(config_path, stages_text, output_dir, seed, overrides: list[str]) -> None:
+    from srft.launch import check_launch
+
+    check_launch()
     _setup_logging()
     from srft.config import load_config
     from srft.gates import gates_table
