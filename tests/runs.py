@@ -9,8 +9,19 @@ import torch
 
 from srft.artifacts import read_json
 from srft.config import SrftConfig
+from srft.outputs import SFTOutputs
 from srft.pipeline import Pipeline, RunOutcome
 from srft.run_dir import RunDir
+
+#: A stage 1 record as a test publishes it by hand (val_perplexity = exp(val_loss)).
+SFT_RECORD = SFTOutputs(
+    trained=True,
+    train_examples=90,
+    val_examples=10,
+    val_loss=1.5,
+    val_perplexity=4.4817,
+    baseline={"next": 0.5},
+)
 
 
 class Interrupted(Exception):

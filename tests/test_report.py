@@ -9,15 +9,7 @@ from srft.manifests import stage_manifest
 from srft.outputs import PreferenceOutputs, SFTOutputs, StageOutputs
 from srft.report import write_report
 from srft.run_dir import RunDir
-
-SFT = SFTOutputs(
-    trained=True,
-    train_examples=90,
-    val_examples=10,
-    val_loss=1.25,
-    val_perplexity=3.4903,
-    baseline={"capitals": 0.75},
-)
+from tests.runs import SFT_RECORD
 
 
 class Custom(StageOutputs):
@@ -31,7 +23,7 @@ def publish(run: RunDir, number: int, manifest: dict) -> None:
 
 def test_the_checklists_come_from_the_records(tmp_path):
     run = RunDir(tmp_path)
-    publish(run, 1, stage_manifest(1, "sft", "done", "f", 0, seconds=2.0, outputs=SFT))
+    publish(run, 1, stage_manifest(1, "sft", "done", "f", 0, seconds=2.0, outputs=SFT_RECORD))
     old = stage_manifest(2, "preferences", "done", "f", 0, seconds=1.0)
     old["metrics"] = {"pairs": 10}  # as an older srft wrote it: no outputs record
     publish(run, 2, old)
@@ -39,8 +31,8 @@ def test_the_checklists_come_from_the_records(tmp_path):
     publish(run, 3, stage_manifest(3, "custom", "done", "f", 0, seconds=1.0, outputs=custom))
     text = Path(write_report(run, [SFTOutputs, PreferenceOutputs, Custom])).read_text()
 
-    assert "- [x] Validation perplexity: 3.4903" in text
-    assert "- [x]   capitals: 0.7500" in text
+    assert "- [x] Validation perplexity: 4.4817" in text
+    assert "- [x]   next: 0.5000" in text
     assert "- [x] Train/validation split created: 90/10" in text
     assert "- [ ] outputs record unreadable: " in text
     assert "no outputs record; run stage 2 again" in text

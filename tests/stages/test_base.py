@@ -12,15 +12,7 @@ from srft.outputs import PreferenceOutputs, RewardOutputs, SFTOutputs
 from srft.run_dir import RunDir
 from srft.stages.base import StageContext, StageResult, StageSpec
 from srft.tracking import Tracker
-
-SFT_RECORD = SFTOutputs(
-    trained=True,
-    train_examples=90,
-    val_examples=10,
-    val_loss=1.5,
-    val_perplexity=4.4817,
-    baseline={"next": 0.5},
-)
+from tests.runs import SFT_RECORD
 
 
 def context(tmp_path, *overrides: str) -> StageContext:
