@@ -22,11 +22,16 @@ from srft.errors import SrftError
 from srft.run_dir import RunDir
 
 
-class StageOutputs(BaseModel):
-    """The base of every stage's record. Fields of type `Path` are files (or folders) of the
-    stage, relative to its folder in the manifest and absolute once read back."""
+class Record(BaseModel):
+    """A record a stage hands on, or a part of one: fixed fields (an unknown one is an error),
+    read-only."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StageOutputs(Record):
+    """The base of every stage's record. Fields of type `Path` are files (or folders) of the
+    stage, relative to its folder in the manifest and absolute once read back."""
 
     STAGE: ClassVar[int]
 
@@ -195,8 +200,7 @@ class RewardOutputs(StageOutputs):
 # ---- stage 4 --------------------------------------------------------------------------------
 
 
-class Consistency(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Consistency(Record):
     pairs: int
     alone_vs_batch: float
     padding: float
@@ -205,22 +209,19 @@ class Consistency(BaseModel):
     consistent: bool
 
 
-class EdgeCase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class EdgeCase(Record):
     mean_reward: float
     mean_vs_original: float
     share_above_original: float
 
 
-class LengthBias(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class LengthBias(Record):
     correlation: float | None
     responses: int
     rm_prefers_longer: float | None
 
 
-class FailureMode(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class FailureMode(Record):
     prompt: str
     chosen: str
     rejected: str
@@ -296,10 +297,9 @@ class RLOutputs(StageOutputs):
 # ---- stage 6 --------------------------------------------------------------------------------
 
 
-class IterationRow(BaseModel):
+class IterationRow(Record):
     """One row of stage 6's table; iteration 0 is stage 5's policy with stage 3's RM."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     iteration: int
     status: Literal["start", "accepted", "converged", "rolled_back"]
     reason: str = ""
@@ -331,10 +331,9 @@ class IterationOutputs(StageOutputs):
 # ---- stage 7 --------------------------------------------------------------------------------
 
 
-class PolicyMeasures(BaseModel):
+class PolicyMeasures(Record):
     """Means over a policy's sampled responses on held-out prompts."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     kl_per_token_nats: float
     kl_per_sequence_nats: float
     entropy_nats: float
@@ -343,18 +342,16 @@ class PolicyMeasures(BaseModel):
     judge_score: float | None = None
 
 
-class RewardExample(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class RewardExample(Record):
     prompt: str
     response: str
     reward: float
     judge: float | None = None
 
 
-class Interpretability(BaseModel):
+class Interpretability(Record):
     """What the reward tracks, over the final and the SFT policy's responses."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     reward_length_correlation: float | None
     reward_judge_correlation: float | None = None
     reward_criterion_correlation: dict[str, float | None] | None = None

@@ -182,9 +182,9 @@ def _retrain_reward_model(config: SrftConfig, base: str, train, val, folder: Pat
     reward_training settings (best epoch by validation accuracy)."""
     tokenizer = load_tokenizer(base)
     model = load_reward_model(base, tokenizer.pad_token_id, seed=config.seed)
-    model_dir = folder / "rm" / "model"
-    fit_reward_model(model, tokenizer, train, val, model_dir, folder / "rm" / "checkpoints", config)
-    shutil.rmtree(folder / "rm" / "checkpoints", ignore_errors=True)
+    model_dir, checkpoints = folder / "rm" / "model", folder / "rm" / "checkpoints"
+    fit_reward_model(model, tokenizer, train, val, model_dir, checkpoints, config)
+    shutil.rmtree(checkpoints, ignore_errors=True)
     return str(model_dir)
 
 
