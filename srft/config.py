@@ -135,7 +135,9 @@ class DataConfig(Section):
 
 class SFTConfig(Section):
     learning_rate: float = Field(8e-3, gt=0, description="Peak learning rate")
-    batch_size: int = Field(64, ge=1, description="Examples per optimizer step")
+    batch_size: int = Field(
+        64, ge=1, description="Examples per optimizer step, all processes together"
+    )
     epochs: float = Field(8, gt=0, description="Passes over the SFT data")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with linear warm-up")
@@ -181,7 +183,9 @@ class AnnotationConfig(Section):
 
 class RewardTrainingConfig(Section):
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate")
-    batch_size: int = Field(32, ge=1, description="Pairs per optimizer step")
+    batch_size: int = Field(
+        32, ge=1, description="Pairs per optimizer step, all processes together"
+    )
     max_epochs: int = Field(5, ge=1, description="Passes over the training pairs")
     loss_function: Literal["binary_cross_entropy"] = Field(
         "binary_cross_entropy", description="Bradley-Terry: BCE on r(chosen) - r(rejected)"
@@ -201,8 +205,12 @@ class RLTrainingConfig(Section):
     kl_penalty: float = Field(0.1, ge=0, description="KL constraint strength (per-token penalty)")
     entropy_bonus: float = Field(0.01, ge=0, description="Entropy bonus, to maintain diversity")
     reward_scale: float = Field(1.0, gt=0, description="Multiplier of the RM score")
-    batch_size: int = Field(64, ge=1, description="Prompts per rollout batch")
-    mini_batch_size: int = Field(16, ge=1, description="Sequences per gradient step")
+    batch_size: int = Field(
+        64, ge=1, description="Prompts per rollout batch, all processes together"
+    )
+    mini_batch_size: int = Field(
+        16, ge=1, description="Sequences per gradient step, all processes together"
+    )
     gradient_accumulation_steps: int = Field(1, ge=1, description="Mini-batches per optimizer step")
     max_steps: int = Field(100, ge=1, description="Rollout batches")
     ppo_epochs: int = Field(4, ge=1, description="PPO passes over each batch")
@@ -281,7 +289,32 @@ class ComputeConfig(Section):
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         "auto", description="'auto' takes cuda when present, else cpu"
     )
-    num_devices: int = Field(1, ge=1, description="Devices, used through accelerate launch")
+    num_devices: int = Field(
+        1,
+        ge=1,
+        description="Processes, one per device, started through accelerate's launcher; "
+        "batch sizes are global, split evenly over them",
+    )
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = Field(
+        "ddp",
+        description="How several processes share the training: 'ddp' replicates the model, "
+        "'fsdp' (full shard) and 'deepspeed' (ZeRO) shard it",
+    )
+    zero_stage: Literal[2, 3] = Field(
+        2, description="DeepSpeed ZeRO stage: 2 shards gradients and optimizer, 3 also weights"
+    )
+    deepspeed_config: str | None = Field(
+        None, description="A DeepSpeed JSON file used instead of zero_stage and cpu_offload"
+    )
+    cpu_offload: bool = Field(
+        False,
+        description="Keep sharded parameters and optimizer states in CPU memory (fsdp, deepspeed)",
+    )
+    collective_timeout_seconds: int = Field(
+        300,
+        ge=10,
+        description="How long a process waits for the others in a collective before the run stops",
+    )
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass (SFT, RM and RL updates)"
     )
@@ -414,6 +447,15 @@ class WorldConfig(Section):
     num_layers: int = Field(2, ge=1, description="Base model layers")
 
 
+#: batch sizes counted over all processes together, each process taking an equal share
+GLOBAL_BATCH_KEYS: tuple[str, ...] = (
+    "sft.batch_size",
+    "reward_training.batch_size",
+    "rl_training.batch_size",
+    "rl_training.mini_batch_size",
+)
+
+
 class SrftConfig(Section):
     seed: int = Field(0, description="Seed of every random source: world, sampling, training")
     plugins: list[str] = Field(
@@ -439,6 +481,18 @@ class SrftConfig(Section):
     def uses_world(self) -> bool:
         return self.model.base_model == WORLD_MODEL
 
+    @model_validator(mode="after")
+    def _batches_split_evenly(self) -> SrftConfig:
+        processes = self.compute.num_devices
+        for key in GLOBAL_BATCH_KEYS:
+            size = self.value_at(key)
+            if size % processes:
+                raise ValueError(
+                    f"{key}: {size} does not split evenly over compute.num_devices "
+                    f"{processes}; batch sizes are global, make it a multiple of {processes}"
+                )
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
@@ -460,6 +514,7 @@ INPUT_FILE_KEYS: tuple[str, ...] = (
     "data.eval_prompts_file",
     "data.test_file",
     "annotation.labels_file",
+    "compute.deepspeed_config",
 )
 
 
