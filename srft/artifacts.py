@@ -2,6 +2,8 @@
 
 Every file a stage produces is written to a temporary file beside its destination and then
 renamed over it, so a crash never leaves a half-written artifact that a later stage would read.
+Only the main process of a multi-process run writes: elsewhere the writers below do nothing, and
+a process that reads what the main one wrote waits for it first (`srft.distributed.barrier`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from srft.distributed import is_main
 
 
 def _current_umask() -> int:
@@ -27,6 +31,8 @@ _UMASK = _current_umask()
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write `text` (UTF-8) to `path` atomically; create parent folders as needed."""
     path = Path(path)
+    if not is_main():
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -58,6 +64,8 @@ def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path
 def append_jsonl(path: str | Path, row: dict[str, Any]) -> None:
     """Append one JSON line (logs such as metrics.jsonl that grow during a run)."""
     path = Path(path)
+    if not is_main():
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(row, ensure_ascii=False, default=_jsonable) + "\n")
@@ -75,6 +83,8 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 def replace_dir(staging: Path, final: Path) -> Path:
     """Move a fully written `staging` folder to `final`, replacing what was there."""
+    if not is_main():
+        return final
     final.parent.mkdir(parents=True, exist_ok=True)
     trash = final.with_name(f".{final.name}.old")
     if trash.exists():

@@ -130,29 +130,50 @@ def demo(
 
 
 def _run(config_path, stages_text, output_dir, seed, overrides: list[str]) -> None:
-    from srft.launch import check_launch
-
-    check_launch()
-    _setup_logging()
     from srft.config import load_config
-    from srft.gates import gates_table
-    from srft.pipeline import Pipeline, parse_stages, stage_specs
-    from srft.plugins import check_registered_names
+    from srft.distributed import is_main
+    from srft.launch import check_launch
 
     if seed is not None:
         overrides = [f"seed={seed}", *overrides]
     if output_dir is not None:
         overrides = [f"logging.output_dir={output_dir}", *overrides]
     config = load_config(config_path, overrides)
+    check_launch(config.compute)
+    _setup_logging()
+    from srft.gates import gates_table
+    from srft.pipeline import Pipeline, parse_stages, stage_specs
+    from srft.plugins import check_registered_names
+
     check_registered_names(config, str(config_path or "config"))
     stages = parse_stages(stages_text, sorted(stage_specs()))
+    _start_processes(config.compute)
     outcome = Pipeline(config).execute(stages)
+    if not is_main():
+        raise typer.Exit(0 if outcome.status == "passed" else 1)
     typer.echo(gates_table(outcome.gates))
     typer.echo(f"run directory: {outcome.run_dir}  (summary.json, decisions.jsonl, metrics.jsonl)")
     typer.echo(f"report: {outcome.run_dir / 'report.md'}")
     if outcome.decision:
         typer.echo(f"decision: {outcome.decision}")
     raise typer.Exit(0 if outcome.status == "passed" else 1)
+
+
+def _start_processes(compute) -> None:
+    """With several devices: start the workers through accelerate's launcher (and exit with
+    their status), or, in a worker, join the others."""
+    import os
+
+    from srft.launch import check_devices, launched_processes, run_workers, start_processes
+    from srft.models.loading import resolve_device
+
+    if compute.num_devices == 1:
+        return
+    device = resolve_device(compute)
+    check_devices(compute, device.type)
+    if launched_processes(os.environ) == 1:
+        raise typer.Exit(run_workers(compute.num_devices, device.type == "cpu", sys.argv[1:]))
+    start_processes(compute, device.type == "cpu")
 
 
 @app.command()
@@ -237,8 +258,15 @@ def _existing_run(run_dir: Path):
 
 
 def main() -> None:
+    from srft.distributed import is_main
+    from srft.launch import WorkerLost
+
     try:
         app()
     except SrftError as err:
-        typer.echo(f"error: {err}", err=True)
+        if is_main():  # every process meets the same mistake: say it once
+            typer.echo(f"error: {err}", err=True)
         sys.exit(2)
+    except WorkerLost as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(1)

@@ -326,6 +326,11 @@ class ComputeConfig(Section):
     def _one_precision(self) -> ComputeConfig:
         if self.fp16 and self.bf16:
             raise ValueError("fp16: fp16 and bf16 are both true; choose one mixed precision")
+        if self.deepspeed_config and self.strategy != "deepspeed":
+            raise ValueError(
+                f"deepspeed_config: set, but strategy is '{self.strategy}'; "
+                "set strategy: deepspeed or remove it"
+            )
         return self
 
     @property
@@ -446,6 +451,17 @@ class WorldConfig(Section):
     hidden_size: int = Field(64, ge=8, description="Base model width")
     num_layers: int = Field(2, ge=1, description="Base model layers")
 
+
+#: compute keys that say how processes share the work, not what is computed: left out of the
+#: stages' fingerprints, so that a run goes on under another layout
+PROCESS_LAYOUT_KEYS: tuple[str, ...] = (
+    "num_devices",
+    "strategy",
+    "zero_stage",
+    "deepspeed_config",
+    "cpu_offload",
+    "collective_timeout_seconds",
+)
 
 #: batch sizes counted over all processes together, each process taking an equal share
 GLOBAL_BATCH_KEYS: tuple[str, ...] = (

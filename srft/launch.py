@@ -1,45 +1,235 @@
-"""How this process was started. srft runs a pipeline in one process; a launcher that starts
-several (`accelerate launch --multi_gpu`, `torchrun`), or one that was asked for several and
-quietly starts one (`accelerate launch --cpu --num_processes N`), would have every process write
-the same run directory, or run on one process what the user believes runs on N. Such a launch is
-refused before any work starts, saying what was seen."""
+"""How the processes of a run are started.
+
+`compute.num_devices: N` (N > 1) has `srft run` start N worker processes through accelerate's
+launcher (gloo on CPU, NCCL on GPUs); `accelerate launch -m srft run ...` with the user's own
+accelerate config starts them just as well. A worker checks that the launch matches the config
+before any work: a launcher that asked for several processes and quietly runs one
+(`accelerate launch --cpu --num_processes N`), a number of processes other than num_devices, or
+a launcher plugin other than compute.strategy is refused, saying what was seen.
+
+When a worker dies, the launcher stops the others within seconds; `srft run` then names the
+process that was lost.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from collections.abc import Mapping
+import re
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from srft.errors import SrftError
 
+if TYPE_CHECKING:
+    from srft.config import ComputeConfig
 
-def launch_problem(env: Mapping[str, str]) -> str | None:
-    """What is wrong with a launch whose environment is `env`, or None for a plain process."""
-    world_size = int(env.get("WORLD_SIZE", "1") or 1)
-    if world_size > 1:
-        rank = env.get("RANK", "?")
+#: the accelerate launcher's environment flags for a strategy's plugin
+PLUGIN_FLAGS = {"fsdp": "ACCELERATE_USE_FSDP", "deepspeed": "ACCELERATE_USE_DEEPSPEED"}
+
+
+def launched_processes(env: Mapping[str, str]) -> int:
+    """How many processes the launcher of this one started (1 without a launcher)."""
+    return int(env.get("WORLD_SIZE", "1") or 1)
+
+
+def launch_problem(env: Mapping[str, str], compute: ComputeConfig) -> str | None:
+    """What is wrong with a launch whose environment is `env` for `compute`, or None."""
+    processes = launched_processes(env)
+    if processes > 1 and processes != compute.num_devices:
         return (
-            f"started as process {rank} of {world_size} (WORLD_SIZE={world_size}); srft runs "
-            "a pipeline in one process: start it without a multi-process launcher"
-        )
-    if env.get("ACCELERATE_USE_FSDP", "").lower() == "true":
-        return (
-            "started with accelerate's FSDP plugin (ACCELERATE_USE_FSDP), which runs each "
-            "process alone here: srft runs a pipeline in one process, start it without "
-            "--use_fsdp"
+            f"compute.num_devices: {compute.num_devices}, but the launcher started "
+            f"{processes} processes (WORLD_SIZE={processes}); make them agree"
         )
     launched_by_accelerate = any(key.startswith("ACCELERATE_") for key in env)
     if launched_by_accelerate and "MASTER_ADDR" in env and "WORLD_SIZE" not in env:
         # accelerate's one-process launcher sets MASTER_ADDR only when asked for several
         return (
-            "started by a launcher asked for several processes that runs one "
-            "(MASTER_ADDR without WORLD_SIZE, as `accelerate launch --cpu --num_processes N` "
-            "does): srft runs a pipeline in one process, start it without the launcher"
+            "started by a launcher asked for several processes that runs one (MASTER_ADDR "
+            "without WORLD_SIZE, as `accelerate launch --cpu --num_processes N` does): set "
+            "compute.num_devices and start `srft run`, or use `accelerate launch --multi_gpu`"
         )
+    for strategy, flag in PLUGIN_FLAGS.items():
+        if env.get(flag, "").lower() == "true" and compute.strategy != strategy:
+            return (
+                f"compute.strategy: '{compute.strategy}', but the launcher asked for "
+                f"{strategy} ({flag}); set compute.strategy: {strategy} in the config, which "
+                "then configures the plugin, and launch with --multi_gpu"
+            )
     return None
 
 
-def check_launch(env: Mapping[str, str] | None = None) -> None:
+def check_launch(compute: ComputeConfig, env: Mapping[str, str] | None = None) -> None:
     """Raise SrftError when this process was started in a way `launch_problem` refuses."""
-    problem = launch_problem(os.environ if env is None else env)
+    problem = launch_problem(os.environ if env is None else env, compute)
     if problem is not None:
         raise SrftError(problem)
+
+
+def check_devices(compute: ComputeConfig, device_type: str) -> None:
+    """Refuse, before any work, a layout this machine cannot run: more processes than devices
+    (CPU cores on a CPU), or a strategy without its package or on a device it cannot use."""
+    if device_type == "cuda":
+        import torch
+
+        available, what = torch.cuda.device_count(), "CUDA devices"
+    else:
+        available, what = len(os.sched_getaffinity(0)), "CPU cores"
+    if compute.num_devices > available:
+        raise SrftError(
+            f"compute.num_devices: {compute.num_devices} processes, but this machine has "
+            f"{available} {what}"
+        )
+    if compute.strategy == "deepspeed":
+        if device_type != "cuda":
+            raise SrftError(
+                f"compute.strategy: 'deepspeed' needs CUDA devices (compute.device is "
+                f"{device_type}); use ddp or fsdp"
+            )
+        if importlib.util.find_spec("deepspeed") is None:
+            raise SrftError(
+                "compute.strategy: 'deepspeed' needs the deepspeed package (pip install deepspeed)"
+            )
+
+
+def launcher_command(num_processes: int, srft_args: Sequence[str]) -> list[str]:
+    """accelerate's launcher starting `num_processes` workers of `srft <srft_args>` on this
+    machine; the strategy and precision are the config's, set up by each worker."""
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(num_processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",
+        "-m",
+        "srft",
+        *srft_args,
+    ]
+
+
+def run_workers(num_processes: int, on_cpu: bool, srft_args: Sequence[str]) -> int:
+    """Start `num_processes` workers through accelerate's launcher and wait for them; their
+    output passes through. Returns the exit status: a worker's own (1 when a gate stopped the
+    run, 2 for a user's mistake), or 1 after naming a worker that died."""
+    env = dict(os.environ)
+    if on_cpu:
+        env["ACCELERATE_USE_CPU"] = "true"  # gloo processes, not one process per GPU
+    launcher = subprocess.Popen(
+        launcher_command(num_processes, srft_args),
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+    assert launcher.stderr is not None
+    tail: deque[str] = deque(maxlen=400)
+    passing = LauncherOutput()
+    for line in launcher.stderr:
+        tail.append(line)
+        if passing.shows(line):
+            sys.stderr.write(line)
+            sys.stderr.flush()
+    status = launcher.wait()
+    if status == 0:
+        return 0
+    lost = lost_process("".join(tail))
+    if lost is None:
+        if passing.held:  # the launcher failed for a reason of its own: show it
+            sys.stderr.write("".join(passing.held))
+        return status
+    process, code = lost
+    if code >= 0:
+        return code
+    raise WorkerLost(
+        f"process {process} of {num_processes} ended by signal {-code} "
+        f"({_signal_name(-code)}); the others were stopped. `srft run` with the same config "
+        "resumes the run from its last checkpoint"
+    )
+
+
+class WorkerLost(Exception):
+    """A worker process died; the message names it."""
+
+
+class LauncherOutput:
+    """Decides which lines of the launcher's stderr a user sees: the workers' output passes,
+    the launcher's own traceback about a failed worker (which `run_workers` summarises in one
+    line) is held back."""
+
+    def __init__(self) -> None:
+        self.held: list[str] = []
+        self._launcher_failed = False
+
+    def shows(self, line: str) -> bool:
+        if self._launcher_failed:
+            self.held.append(line)
+            return False
+        if self.held:
+            self.held.append(line)
+            if "accelerate/commands/launch.py" in line or "ChildFailedError" in line:
+                self._launcher_failed = True
+                return False
+            if line.startswith("  File ") and "<frozen runpy>" not in line:
+                sys.stderr.write("".join(self.held[:-1]))  # a worker's traceback
+                self.held = []
+                return True
+            return False
+        if line.startswith("Traceback (most recent call last):"):
+            self.held.append(line)
+            return False
+        return True
+
+
+_ROOT_CAUSE = re.compile(
+    r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.DOTALL | re.IGNORECASE
+)
+
+
+def lost_process(launcher_stderr: str) -> tuple[int, int] | None:
+    """The rank and exit code of the first worker that failed, as torch's elastic launcher
+    reports it ('Root Cause (first observed failure)'); None when it reported none."""
+    found = _ROOT_CAUSE.search(launcher_stderr)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"
+
+
+def start_processes(compute: ComputeConfig, on_cpu: bool) -> None:
+    """Join this worker to the run's process group (gloo on CPU, NCCL on GPUs), with
+    `collective_timeout_seconds` as the longest wait in a collective; quiet the log of every
+    process but the main one."""
+    import datetime
+    import logging
+
+    from accelerate import PartialState
+
+    state = PartialState(
+        cpu=on_cpu, timeout=datetime.timedelta(seconds=compute.collective_timeout_seconds)
+    )
+    if state.num_processes != compute.num_devices:
+        raise SrftError(
+            f"compute.num_devices: {compute.num_devices}, but accelerate set up "
+            f"{state.num_processes} processes ({state.distributed_type}); launch with "
+            "--multi_gpu"
+        )
+    if not state.is_main_process:
+        logging.getLogger("srft").setLevel(logging.WARNING)

@@ -116,6 +116,9 @@ def write_summary(run: RunDir, status: str, wall_seconds: float, decision: str |
             "name": manifest["name"],
             "status": manifest["status"],
             "seconds": manifest["seconds"],
+            # older manifests do not say: they ran in one process
+            "processes": manifest.get("processes", 1),
+            "strategy": manifest.get("strategy", "ddp"),
         }
         metrics.update({f"{folder}.{k}": v for k, v in manifest_scalars(manifest).items()})
     gates = {

@@ -2,6 +2,10 @@
 
 A stage runs in a staging folder and is published (renamed into place) only when its gates
 allow it, so a failed or interrupted run never overwrites what an earlier good run wrote.
+
+Every process of a multi-process run walks the graph alike: the main process writes and the
+others wait for it before they read, and each stage's result is the main process's, so that
+every process takes the same decision.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from srft.artifacts import (
     read_json,
     replace_dir,
 )
-from srft.config import INPUT_FILE_KEYS, SrftConfig, validate_config
+from srft.config import INPUT_FILE_KEYS, PROCESS_LAYOUT_KEYS, SrftConfig, validate_config
 from srft.decisions import retry_or_stop
+from srft.distributed import barrier, from_main, is_main, world_size
 from srft.errors import SrftError
 from srft.gates import Gate
 from srft.manifests import (
@@ -113,7 +118,8 @@ class Pipeline:
     def execute(self, stages: list[int]) -> RunOutcome:
         started = time.time()
         check_registered_names(self.requested, "config")
-        self.run.root.mkdir(parents=True, exist_ok=True)
+        if is_main():
+            self.run.root.mkdir(parents=True, exist_ok=True)
         config = self._resolve_inputs(self.requested)
         atomic_write_text(self.run.config, yaml.safe_dump(config.to_dict(), sort_keys=False))
         # Settings that earlier retries chose stay with their stage, so that a published stage
@@ -142,7 +148,7 @@ class Pipeline:
                 index += 1
                 continue
             attempt = retries.get(number, 0)
-            result, seconds = self._run_stage(spec, effective, fingerprint, attempt)
+            result, seconds = from_main(self._run_stage(spec, effective, fingerprint, attempt))
             blocking = [g for g in result.gates if g.blocking]
             if not blocking:
                 self._publish(
@@ -209,15 +215,18 @@ class Pipeline:
             and previous.get("fingerprint") == fingerprint
             and previous.get("settings") == settings
         )
-        if workdir.exists() and not resume:
-            shutil.rmtree(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
+        barrier()  # every process has read the marker before the main one rewrites it
+        if is_main():
+            if workdir.exists() and not resume:
+                shutil.rmtree(workdir)
+            workdir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(
             marker,
             stage_manifest(
                 spec.number, spec.name, "running", fingerprint, attempt, settings=settings
             ),
         )
+        barrier()
         for upstream in spec.upstream_for(config):
             if self._manifest(upstream).get("status") != "done":
                 raise SrftError(
@@ -260,10 +269,14 @@ class Pipeline:
             gates=result.gates,
             adjustments=changes,
             settings={s: getattr(config, s).model_dump(mode="json") for s in spec.sections},
+            processes=world_size(),
+            strategy=config.compute.strategy,
         )
         atomic_write_json(workdir / "manifest.json", manifest)
         replace_dir(workdir, self.run.stage(spec.number))
-        forget_failed(self.run, spec.number)
+        if is_main():
+            forget_failed(self.run, spec.number)
+        barrier()  # the next stage reads what was published
         # Stages downstream of a rerun are stale: their manifests no longer match.
 
     def _fail_stage(self, spec, fingerprint, result, seconds, attempt) -> None:
@@ -281,6 +294,7 @@ class Pipeline:
         # earlier run left one, is untouched.
         atomic_write_json(self.run.staging(spec.number) / "manifest.json", manifest)
         atomic_write_json(self.run.failed_manifest(spec.number), manifest)
+        barrier()
 
     def _deploy_decision(self) -> str | None:
         """Stage 7's decision, when stage 7 is published (and its record readable: a run
@@ -326,6 +340,9 @@ class Pipeline:
             return config
         from srft.world.materialize import materialize_world
 
+        if is_main():
+            materialize_world(config, self.run.world)
+        barrier()  # the others find the world written and only read it
         return validate_config(materialize_world(config, self.run.world).to_dict(), "config")
 
     def _fingerprint(self, spec: StageSpec, config: SrftConfig, changes: dict[str, Any]) -> str:
@@ -337,15 +354,16 @@ class Pipeline:
             "seed": config.seed,
             "changes": changes,
         }
-        for section in spec.sections:
-            payload[section] = getattr(config, section).model_dump(mode="json")
+        payload.update(_sections(spec, config))
         payload["upstream"] = {
             n: self._manifest(n).get("fingerprint") for n in spec.upstream_for(config)
         }
         payload["files"] = {
             key: _file_hash(config.value_at(key))
             for key in INPUT_FILE_KEYS
-            if key.split(".")[0] in spec.sections and config.value_at(key)
+            if key.split(".")[0] in spec.sections
+            and config.value_at(key)
+            and not _process_layout(key)
         }
         if "evaluation" in spec.sections:
             payload["benchmark_files"] = {
@@ -357,7 +375,8 @@ class Pipeline:
     # ---- summary ------------------------------------------------------------------------
 
     def _write_report(self) -> None:
-        write_report(self.run, [spec.outputs for spec in self.specs.values()])
+        if is_main():
+            write_report(self.run, [spec.outputs for spec in self.specs.values()])
 
     def _write_summary(self, status: str, started: float, decision: str | None = None) -> None:
         write_summary(self.run, status, time.time() - started, decision)
@@ -374,8 +393,23 @@ def _with_changes(config: SrftConfig, changes: dict[str, Any]) -> SrftConfig:
 
 
 def _settings_hash(spec: StageSpec, config: SrftConfig) -> str:
+    text = json.dumps(_sections(spec, config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _sections(spec: StageSpec, config: SrftConfig) -> dict[str, Any]:
+    """The config sections a stage reads, without the keys of the process layout: the same
+    work under another number of processes or strategy is the same stage."""
     sections = {s: getattr(config, s).model_dump(mode="json") for s in spec.sections}
-    return hashlib.sha256(json.dumps(sections, sort_keys=True).encode()).hexdigest()
+    if "compute" in sections:
+        for key in PROCESS_LAYOUT_KEYS:
+            sections["compute"].pop(key, None)
+    return sections
+
+
+def _process_layout(key: str) -> bool:
+    section, _, name = key.partition(".")
+    return section == "compute" and name in PROCESS_LAYOUT_KEYS
 
 
 def _file_hash(path: str) -> str:

@@ -10,12 +10,15 @@ from typing import TypeVar
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from transformers import TrainerCallback
 
+from srft.distributed import is_main
+
 T = TypeVar("T")
 log = logging.getLogger("srft")
 
 
 def interactive() -> bool:
-    return sys.stderr.isatty()
+    """Whether to draw bars: on a terminal, in the main process (the others keep quiet)."""
+    return sys.stderr.isatty() and is_main()
 
 
 class Reporter:

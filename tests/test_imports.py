@@ -18,7 +18,7 @@ TIERS: dict[str, int] = {
         ("srft.errors", "srft.artifacts", "srft.run_dir", "srft.registry", "srft.config"), 0
     ),
     **dict.fromkeys(("srft.data.hub", "srft.tracking", "srft.progress", "srft.plots"), 0),
-    **dict.fromkeys(("srft.template", "srft.launch"), 0),
+    **dict.fromkeys(("srft.template", "srft.launch", "srft.distributed"), 0),
     **dict.fromkeys(("srft.gates", "srft.outputs", "srft.manifests", "srft.decisions"), 1),
     **dict.fromkeys(("srft.tables", "srft.scoring"), 1),
     **dict.fromkeys(("srft.data", "srft.models", "srft.rl", "srft.evaluation"), 2),

@@ -10,6 +10,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from srft.config import SrftConfig
 from srft.data.pairs import PreferencePair
+from srft.distributed import gather_chunks
 from srft.models.generation import generate
 
 Scorer = Callable[[Sequence[str], Sequence[str]], list[float]]
@@ -50,23 +51,36 @@ def sample_pairs(
     seed: int,
 ) -> Candidates:
     """`annotation.samples_per_prompt` responses per prompt, scored by the annotator (clipped to
-    `data.score_scale`), and up to `annotation.pairs_per_prompt` ranked pairs of each prompt."""
+    `data.score_scale`), and up to `annotation.pairs_per_prompt` ranked pairs of each prompt.
+
+    The prompts are sampled and annotated in chunks of `annotation.generation_batch_size`, chunk
+    c seeded `seed + c` and done by one process: the pairs are the same whatever the number of
+    processes sharing the chunks."""
     a = config.annotation
-    samples = generate(
-        policy,
-        tokenizer,
-        prompts,
-        max_prompt_length=config.data.max_prompt_length,
-        max_new_tokens=config.data.max_response_length,
-        samples_per_prompt=a.samples_per_prompt,
-        temperature=a.temperature,
-        top_p=a.top_p,
-        batch_size=a.generation_batch_size,
-        seed=seed,
-    )
+    size = a.generation_batch_size
+    chunks = [prompts[start : start + size] for start in range(0, len(prompts), size)]
+
+    def sample_chunk(c: int) -> tuple[list[list[str]], list[float]]:
+        samples = generate(
+            policy,
+            tokenizer,
+            chunks[c],
+            max_prompt_length=config.data.max_prompt_length,
+            max_new_tokens=config.data.max_response_length,
+            samples_per_prompt=a.samples_per_prompt,
+            temperature=a.temperature,
+            top_p=a.top_p,
+            batch_size=size,
+            seed=seed + c,
+        )
+        flat_prompts = [p for p, group in zip(chunks[c], samples, strict=True) for _ in group]
+        return samples, annotator(flat_prompts, [r for group in samples for r in group])
+
+    done = gather_chunks(len(chunks), sample_chunk)
+    samples = [group for chunk_samples, _ in done for group in chunk_samples]
+    flat_scores = [score for _, chunk_scores in done for score in chunk_scores]
     flat_prompts = [p for p, group in zip(prompts, samples, strict=True) for _ in group]
     flat_responses = [r for group in samples for r in group]
-    flat_scores = annotator(flat_prompts, flat_responses)
     low, high = config.data.score_scale
     k = a.samples_per_prompt
     pairs = []

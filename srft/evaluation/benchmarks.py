@@ -12,6 +12,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from srft.config import Benchmark
 from srft.data.pairs import row_source
+from srft.distributed import all_sum, rank, world_size
 from srft.errors import DataError
 from srft.evaluation.tasks import KINDS, Kind, Settings, kind_of
 
@@ -62,13 +63,22 @@ def run_benchmarks(
 ) -> dict[str, float]:
     """Score per benchmark name; a benchmark is a file (its kind told by its rows' fields) or a
     file and a registered kind. A code benchmark is left out (and says why in the log) unless
-    `execute_code` allows running model-written programs."""
+    `execute_code` allows running model-written programs.
+
+    A kind's score is a mean over its items: with several processes each scores its share of
+    the items, and the shares' scores are combined weighted by their sizes."""
     settings = Settings(max_prompt_length, max_new_tokens, execute_code)
     scores = {}
     for name, entry in sorted(benchmarks.items()):
         benchmark = _as_benchmark(entry)
         kind, items = read_benchmark(benchmark.file, benchmark.kind)
-        score = kind.score(model, tokenizer, items, settings)
+        if world_size() == 1:
+            score = kind.score(model, tokenizer, items, settings)
+        else:
+            mine = items[rank() :: world_size()]
+            share_score = kind.score(model, tokenizer, mine, settings) if mine else 0.0
+            weighted, count = all_sum([share_score * len(mine), len(mine)])
+            score = weighted / count
         if math.isnan(score):
             log.info("benchmark %s: not run (set evaluation.execute_code to run model code)", name)
             continue

@@ -9,6 +9,7 @@ import torch
 from transformers import PreTrainedModel
 
 from srft.config import LoraSettings
+from srft.distributed import barrier, is_main
 from srft.errors import SrftError
 
 
@@ -46,9 +47,12 @@ def base_of(model) -> PreTrainedModel:
 
 
 def save_merged(model, directory: Path) -> PreTrainedModel:
-    """Save `model` as a plain checkpoint (the adapter merged into the weights, in place)."""
+    """Save `model` as a plain checkpoint (the adapter merged into the weights, in place).
+    Every process calls it and merges; the main one writes, and all return once it has."""
     plain = model.merge_and_unload() if is_lora(model) else model
-    plain.save_pretrained(directory)
+    if is_main():
+        plain.save_pretrained(directory)
+    barrier()
     return plain
 
 

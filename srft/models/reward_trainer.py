@@ -13,6 +13,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from srft.config import SrftConfig
 from srft.data.pairs import PreferencePair
+from srft.distributed import is_main
 from srft.models.lora import add_lora, save_merged
 from srft.models.reward import bradley_terry_loss, encode_pair_text, pad_batch
 from srft.models.training import quiet, training_arguments
@@ -161,8 +162,9 @@ def fit_reward_model(
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     val_metrics = _best_evaluation(trainer) or trainer.evaluate(val_set, metric_key_prefix="val")
     train_metrics = trainer.evaluate(sorted(train_set, key=pair_length), metric_key_prefix="train")
+    if is_main():
+        tokenizer.save_pretrained(model_dir)
     save_merged(trainer.model, model_dir)
-    tokenizer.save_pretrained(model_dir)
     return RewardFit(
         accuracy_train=train_metrics["train_accuracy"],
         accuracy_val=val_metrics["val_accuracy"],

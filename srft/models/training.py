@@ -8,6 +8,7 @@ from typing import Any
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from srft.config import SrftConfig
+from srft.distributed import world_size
 from srft.models.loading import resolve_device
 
 OPTIMIZERS = {"adamw": "adamw_torch", "adam": "adamw_torch", "sgd": "sgd"}
@@ -30,8 +31,9 @@ def training_arguments(
     settings: dict[str, Any] = dict(
         output_dir=str(output_dir),
         learning_rate=learning_rate,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=max(batch_size, 64),
+        # batch sizes are global: each process takes its share
+        per_device_train_batch_size=batch_size // world_size(),
+        per_device_eval_batch_size=max(batch_size, 64) // world_size(),
         num_train_epochs=epochs,
         weight_decay=weight_decay if optimizer != "adam" else 0.0,
         warmup_steps=warmup_ratio,
@@ -51,6 +53,7 @@ def training_arguments(
         bf16=config.compute.bf16,
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every parameter that trains takes part in the loss
     )
     if config.compute.gradient_checkpointing:
         settings["gradient_checkpointing"] = True

@@ -29,7 +29,20 @@ def masked_whiten(
 ) -> torch.Tensor:
     """`x` scaled to unit variance over the masked positions, and centred unless `shift_mean`
     is False; padding positions come back as 0."""
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    return whiten(x, mask, masked_mean(x, mask), masked_var(x, mask), shift_mean, eps)
+
+
+def whiten(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    shift_mean: bool = True,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """`x` scaled by a given variance, and centred on a given mean unless `shift_mean` is False
+    (moments measured over more than `x`: every process's share of a batch); padding positions
+    come back as 0."""
     whitened = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         whitened = whitened + mean

@@ -10,6 +10,7 @@ import torch
 from accelerate import Accelerator
 
 from srft.config import SrftConfig
+from srft.distributed import rank, world_size
 from srft.models.loading import (
     load_critic,
     load_policy,
@@ -19,7 +20,7 @@ from srft.models.loading import (
 )
 from srft.models.lora import add_lora
 from srft.models.reward import RewardScorer
-from srft.rl.engine import RLEngine
+from srft.rl.engine import RLEngine, sampler_seed
 from srft.rl.measure import PolicySampler
 from srft.rl.policy import CausalPolicy, PolicyWithValue
 from srft.rl.rollout import reference_forward
@@ -105,7 +106,8 @@ def build_sampler(
     seed_offset: int = 0,
 ) -> PolicySampler:
     """A sampler of the policy at `policy_dir`, KL measured to `reference_dir` (default: the
-    policy itself), rewards from the RM at `reward_dir`; seeded `seed + seed_offset`."""
+    policy itself), rewards from the RM at `reward_dir`; seeded `seed + seed_offset` (apart in
+    each process), sampling each process's share of `rl_training.batch_size` at a time."""
     device = resolve_device(config.compute)
     tokenizer = load_tokenizer(policy_dir)
     policy = load_policy(policy_dir, device).requires_grad_(False)
@@ -119,6 +121,6 @@ def build_sampler(
         reward_scorer(config, reward_dir, tokenizer),
         config.data.max_prompt_length,
         config.data.max_response_length,
-        torch.Generator(device=device).manual_seed(config.seed + seed_offset),
-        config.rl_training.batch_size,
+        torch.Generator(device=device).manual_seed(sampler_seed(config.seed + seed_offset, rank())),
+        config.rl_training.batch_size // world_size(),
     )

@@ -4,6 +4,10 @@ updates of a policy with its value function, on accelerate.
 One `step` is: sample a response per prompt (KV cache), score it, penalise each token by its
 log-ratio to the frozen reference (and measure the exact per-token KL), estimate advantages, and
 update the policy and value function (`ppo_epochs` passes of clipped PPO, or one A2C pass).
+
+With several processes, each rolls out its share of the batch with its own sampler; advantages
+are whitened and the step's statistics reduced over all shares, and accelerate averages the
+gradients, so the update is the global batch's.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from srft.config import ComputeConfig, DataConfig, RLTrainingConfig
+from srft.distributed import all_gather, barrier, is_main, rank, share, world_size
 from srft.models.lora import is_lora, load_adapter_weights, save_merged
-from srft.rl.advantages import gae, masked_mean, masked_whiten
+from srft.rl.advantages import gae, masked_mean
 from srft.rl.kl import (
     AdaptiveKLController,
     FixedKLController,
@@ -31,6 +36,7 @@ from srft.rl.kl import (
 )
 from srft.rl.losses import a2c_policy_loss, clipped_value_loss, ppo_policy_loss
 from srft.rl.policy import PolicyWithValue
+from srft.rl.reductions import mean_over_processes, rollout_metrics, whiten_over_processes
 from srft.rl.rollout import (
     ReferenceLogits,
     RewardFunction,
@@ -100,7 +106,7 @@ class RLEngine:
             if rl.adaptive_kl
             else FixedKLController(rl.kl_penalty)
         )
-        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.generator = torch.Generator(device=device).manual_seed(sampler_seed(seed, rank()))
         self.steps_done = 0
 
     @property
@@ -109,8 +115,8 @@ class RLEngine:
 
     @property
     def batch_size(self) -> int:
-        """Prompts per rollout (and per batch when the engine samples for measuring)."""
-        return self.rl.batch_size
+        """Prompts per rollout of this process (and per batch when it samples for measuring)."""
+        return self.rl.batch_size // world_size()
 
     @property
     def learning_rate(self) -> float:
@@ -139,7 +145,8 @@ class RLEngine:
 
     @torch.no_grad()
     def rollout(self, prompts: list[str]) -> Batch:
-        """Sample, score and shape one batch; advantages and returns by GAE."""
+        """Sample, score and shape this process's `prompts`; advantages and returns by GAE,
+        whitened over every process's share."""
         rl = self.rl
         scored = self.sample(prompts)
         mask = scored.mask
@@ -155,7 +162,7 @@ class RLEngine:
         )
         advantages, returns = gae(rewards, values * mask, mask, rl.gamma, rl.lam)
         if rl.whiten_advantages:
-            advantages = masked_whiten(advantages, mask)
+            advantages = whiten_over_processes(advantages, mask)
         return Batch(
             **{**vars(scored), "values": values * mask}, advantages=advantages, returns=returns
         )
@@ -190,6 +197,7 @@ class RLEngine:
         rl = self.rl
         epochs = rl.ppo_epochs if rl.algorithm == "PPO" else 1
         size = batch.input_ids.shape[0]
+        mini_batch_size = rl.mini_batch_size // world_size()
         keep = batch.response_tokens + 1
         positions = position_ids(batch.attention_mask)
         sums: dict[str, float] = {}
@@ -197,16 +205,16 @@ class RLEngine:
         micro = 0
         for epoch in range(epochs):
             order = torch.randperm(size, generator=self.generator, device=self.generator.device)
-            for start in range(0, size, rl.mini_batch_size):
-                idx = order[start : start + rl.mini_batch_size].to(batch.input_ids.device)
+            for start in range(0, size, mini_batch_size):
+                idx = order[start : start + mini_batch_size].to(batch.input_ids.device)
                 micro += 1
-                last = epoch == epochs - 1 and start + rl.mini_batch_size >= size
+                last = epoch == epochs - 1 and start + mini_batch_size >= size
                 sync = micro % rl.gradient_accumulation_steps == 0 or last
                 stats = self._minibatch_step(batch, idx, positions, keep, sync)
                 for key, value in stats.items():
                     sums[key] = sums.get(key, 0.0) + value
                 n_minibatches += 1
-        return {key: value / n_minibatches for key, value in sums.items()}
+        return mean_over_processes({key: value / n_minibatches for key, value in sums.items()})
 
     def _minibatch_step(self, batch: Batch, idx, positions, keep, sync: bool) -> dict[str, float]:
         rl = self.rl
@@ -254,14 +262,17 @@ class RLEngine:
         """The trained policy as a plain checkpoint with its tokenizer (a LoRA adapter is merged
         in, after which the engine no longer has a reference: call this last)."""
         save_merged(self.unwrapped.policy, directory)
-        self.tokenizer.save_pretrained(directory)
+        if is_main():
+            self.tokenizer.save_pretrained(directory)
+        barrier()
 
     # ---- one step -----------------------------------------------------------------------
 
     def step(self, prompts: list[str]) -> tuple[Batch, dict[str, float]]:
-        """One rollout and its update; the metrics of both."""
-        batch = self.rollout(prompts)
-        stats = rollout_metrics(batch)
+        """One rollout of the global batch `prompts` (this process's share in the returned
+        batch) and its update; the metrics of both, over all processes."""
+        batch = self.rollout(share(prompts))
+        stats = rollout_metrics(batch.mask, batch.kl, batch.entropy, batch.scores)
         stats["kl_coef"] = self.kl_controller.coef
         stats.update(self.update(batch))
         self.kl_controller.update(stats["kl_per_token_nats"], len(prompts))
@@ -272,7 +283,11 @@ class RLEngine:
 
     def save(self, directory: Path) -> None:
         """A checkpoint: the policy with `save_pretrained` (loads with plain transformers; with
-        LoRA, the adapter), the value head or critic, the optimizer and the engine's counters."""
+        LoRA, the adapter), the value head or critic, the optimizer, the engine's counters and
+        every process's sampler state. Every process calls it; the main one writes."""
+        generators = all_gather(self.generator.get_state())
+        if not is_main():
+            return
         directory.mkdir(parents=True, exist_ok=True)
         model = self.unwrapped
         model.policy.save_pretrained(directory / "model")
@@ -291,9 +306,13 @@ class RLEngine:
             "learning_rate": self.learning_rate,
             "rl_training": self.rl.model_dump(mode="json"),
             "kl_aim_nats": self.kl_aim_nats,
+            "processes": len(generators),
         }
         (directory / "engine.json").write_text(json.dumps(state, indent=2))
-        save_file({"generator": self.generator.get_state()}, directory / "rng.safetensors")
+        save_file(
+            {_generator_key(r): state for r, state in enumerate(generators)},
+            directory / "rng.safetensors",
+        )
 
     def load_weights(self, directory: Path) -> None:
         """Put the policy (and critic) weights of a checkpoint back, in place."""
@@ -317,8 +336,23 @@ class RLEngine:
         self.steps_done = state["steps_done"]
         self.kl_controller.coef = state["kl_coef"]
         self.learning_rate = state["learning_rate"]
-        self.generator.set_state(load_file(directory / "rng.safetensors")["generator"])
+        generators = load_file(directory / "rng.safetensors")
+        key = _generator_key(rank())
+        if key in generators:
+            self.generator.set_state(generators[key])
+        else:  # a process the checkpoint's run did not have: a sampler of its own
+            self.generator.manual_seed(sampler_seed(self.seed, rank()) + self.steps_done)
         return state
+
+
+def sampler_seed(seed: int, process: int) -> int:
+    """The seed of a process's sampler: `seed` itself for the main process, so that one
+    process samples as it always has, and apart for each other process."""
+    return seed + 7919 * process
+
+
+def _generator_key(process: int) -> str:
+    return "generator" if process == 0 else f"generator-{process}"
 
 
 def _load_safetensors_dir(model: torch.nn.Module, directory: Path) -> None:
@@ -334,19 +368,6 @@ def _load_safetensors_dir(model: torch.nn.Module, directory: Path) -> None:
     untied = [name for name in missing if name in params and pointers[params[name].data_ptr()] < 2]
     if unexpected or untied:
         raise RuntimeError(f"checkpoint {directory} does not match the model")
-
-
-def rollout_metrics(batch: Batch) -> dict[str, float]:
-    """What a rollout says about the policy: KL (nats per token and per sequence), entropy
-    (nats per token), reward and response length (tokens)."""
-    mask = batch.mask
-    return {
-        "kl_per_token_nats": masked_mean(batch.kl, mask).item(),
-        "kl_per_sequence_nats": batch.kl.sum(1).mean().item(),
-        "entropy_nats": masked_mean(batch.entropy, mask).item(),
-        "reward": batch.scores.mean().item(),
-        "response_tokens": mask.sum(1).mean().item(),
-    }
 
 
 def disable_dropout(model: torch.nn.Module) -> None:

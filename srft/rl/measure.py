@@ -11,6 +11,7 @@ from typing import Protocol
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from srft.distributed import gather_chunks
 from srft.models.reward import RewardScorer
 from srft.outputs import PolicyMeasures
 from srft.rl.policy import CausalPolicy
@@ -19,7 +20,8 @@ from srft.scoring import Scorer
 
 
 class Sampler(Protocol):
-    """What measuring needs: scored samples, `batch_size` prompts at a time."""
+    """What measuring needs: scored samples, `batch_size` prompts at a time (in each
+    process)."""
 
     batch_size: int
 
@@ -72,27 +74,54 @@ def measure_policy(
     return sample_policy(sampler, prompts, judge).metrics
 
 
+@dataclass
+class _Scored:
+    """One sampled batch, reduced to what measuring keeps."""
+
+    kl_sum: float
+    entropy_sum: float
+    tokens: float
+    sequence_kl: list[float]
+    rewards: list[float]
+    responses: list[str]
+    lengths: list[float]
+    judged: list[float]
+
+
 @torch.no_grad()
 def sample_policy(
     sampler: Sampler, prompts: list[str], judge: Scorer | None = None
 ) -> PolicySample:
     """One sampled response per entry of `prompts`, in the sampler's batches, scored, with
-    `measure_policy`'s means."""
+    `measure_policy`'s means. With several processes the batches are shared out among them and
+    gathered back in order, so every process returns the same sample."""
+    size = sampler.batch_size
+
+    def score(c: int) -> _Scored:
+        batch = sampler.sample(prompts[c * size : (c + 1) * size])
+        return _Scored(
+            kl_sum=float((batch.kl * batch.mask).sum()),
+            entropy_sum=float((batch.entropy * batch.mask).sum()),
+            tokens=float(batch.mask.sum()),
+            sequence_kl=batch.kl.sum(1).tolist(),
+            rewards=batch.scores.tolist(),
+            responses=batch.responses,
+            lengths=batch.mask.sum(1).tolist(),
+            judged=judge(batch.prompts, batch.responses) if judge is not None else [],
+        )
+
     kl_sum = entropy_sum = tokens = 0.0
     sequence_kl, rewards, lengths, judged = [], [], [], []
     responses: list[str] = []
-    size = sampler.batch_size
-    for start in range(0, len(prompts), size):
-        batch = sampler.sample(prompts[start : start + size])
-        kl_sum += float((batch.kl * batch.mask).sum())
-        entropy_sum += float((batch.entropy * batch.mask).sum())
-        tokens += float(batch.mask.sum())
-        sequence_kl += batch.kl.sum(1).tolist()
-        rewards += batch.scores.tolist()
-        responses += batch.responses
-        lengths += batch.mask.sum(1).tolist()
-        if judge is not None:
-            judged += judge(batch.prompts, batch.responses)
+    for part in gather_chunks(-(-len(prompts) // size), score):
+        kl_sum += part.kl_sum
+        entropy_sum += part.entropy_sum
+        tokens += part.tokens
+        sequence_kl += part.sequence_kl
+        rewards += part.rewards
+        responses += part.responses
+        lengths += part.lengths
+        judged += part.judged
     measures = PolicyMeasures(
         kl_per_token_nats=kl_sum / max(tokens, 1.0),
         kl_per_sequence_nats=statistics.fmean(sequence_kl),

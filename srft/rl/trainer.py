@@ -21,8 +21,10 @@ from typing import Any
 
 from srft.artifacts import checkpoint_folders
 from srft.decisions import KL_REMEDY, kl_guard, kl_remedy
+from srft.distributed import barrier, is_main
 from srft.progress import Reporter
 from srft.rl.engine import RLEngine
+from srft.rl.reductions import mean_score
 from srft.scoring import Scorer
 from srft.tracking import Tracker
 
@@ -93,7 +95,7 @@ def train_policy(
             )
             batch, stats = engine.step(batch_prompts)
             if judge is not None:
-                stats["judge_score"] = statistics.fmean(judge(batch.prompts, batch.responses))
+                stats["judge_score"] = mean_score(judge(batch.prompts, batch.responses))
             stats["learning_rate"] = engine.learning_rate
             outcome.history.append({"step": engine.steps_done, **stats})
             recent.append(stats["kl_per_token_nats"])
@@ -160,16 +162,20 @@ def latest_checkpoint(checkpoints: Path) -> Path | None:
 
 
 def _save(engine: RLEngine, checkpoints: Path, outcome: TrainingOutcome) -> Path:
-    """A checkpoint of the current (good) state; only the newest two are kept."""
+    """A checkpoint of the current (good) state; only the newest two are kept. Every process
+    calls it; the main one writes."""
     target = checkpoints / f"checkpoint-{engine.steps_done}"
     partial = checkpoints / f".partial-{engine.steps_done}"
-    shutil.rmtree(partial, ignore_errors=True)
+    if is_main():
+        shutil.rmtree(partial, ignore_errors=True)
     engine.save(partial)
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
-    (checkpoints / "guard.json").write_text(json.dumps({"rollbacks": outcome.rollbacks}))
-    for old in checkpoint_folders(checkpoints)[:-2]:
-        shutil.rmtree(old)
+    if is_main():
+        shutil.rmtree(target, ignore_errors=True)
+        partial.rename(target)
+        (checkpoints / "guard.json").write_text(json.dumps({"rollbacks": outcome.rollbacks}))
+        for old in checkpoint_folders(checkpoints)[:-2]:
+            shutil.rmtree(old)
+    barrier()  # a rollback on any process reads it
     return target
 
 

@@ -18,6 +18,7 @@ from srft.data.candidates import sample_pairs
 from srft.data.pairs import PreferencePair, read_pairs, write_pairs
 from srft.data.prompts import evaluation_prompts, training_prompts
 from srft.decisions import judge_iteration
+from srft.distributed import barrier, is_main
 from srft.models.loading import (
     apply_threads,
     load_policy,
@@ -89,8 +90,10 @@ def run(ctx: StageContext) -> StageResult:
         if table[-1].status in ("rolled_back", "converged"):
             break
         folder = ctx.workdir / f"iteration_{number}"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+        if is_main():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+        barrier()
         policy_dir, reward_dir = models(current.iteration)
         new_train, new_val = _on_policy_pairs(config, policy_dir, number)
         write_pairs(folder / TRAIN_PAIRS, new_train)
@@ -130,7 +133,7 @@ def run(ctx: StageContext) -> StageResult:
         }
         ctx.decide(verdict, reason, numbers)
         if verdict == "rolled_back":
-            shutil.rmtree(folder, ignore_errors=True)
+            _remove(folder)
             stop_reason = f"iteration {number} rolled back: {reason}"
             break
         current = row
@@ -184,7 +187,7 @@ def _retrain_reward_model(config: SrftConfig, base: str, train, val, folder: Pat
     model = load_reward_model(base, tokenizer.pad_token_id, seed=config.seed)
     model_dir, checkpoints = folder / "rm" / "model", folder / "rm" / "checkpoints"
     fit_reward_model(model, tokenizer, train, val, model_dir, checkpoints, config)
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    _remove(checkpoints)
     return str(model_dir)
 
 
@@ -217,7 +220,7 @@ def _reinforce(
         step_offset=number * 100_000,
     )
     engine.export_policy(folder / "model")
-    shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    _remove(folder / "checkpoints")
     return str(folder / "model"), engine.kl_controller.coef
 
 
@@ -242,8 +245,14 @@ def _write_table(path: Path, table: list[IterationRow]) -> None:
 
 
 def _copy_model(source: Path, target: Path) -> None:
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(source, target)
+    if is_main():
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target)
+
+
+def _remove(folder: Path) -> None:
+    if is_main():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 SPEC = StageSpec(

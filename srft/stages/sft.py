@@ -10,6 +10,7 @@ from transformers import Trainer
 
 from srft.artifacts import checkpoint_folders
 from srft.data.sft import SFTCollator, encode_sft, read_prompt_rows
+from srft.distributed import is_main
 from srft.errors import SrftError
 from srft.evaluation.benchmarks import run_benchmarks
 from srft.models.loading import apply_threads, load_policy, load_tokenizer, resolve_device
@@ -71,8 +72,9 @@ def run(ctx: StageContext) -> StageResult:
     ctx.tracker.log({"val_loss": val_loss, "val_perplexity": math.exp(val_loss)})
 
     model_dir = ctx.path("model")
+    if is_main():
+        tokenizer.save_pretrained(model_dir)
     model = save_merged(trainer.model, model_dir).to(device).eval()
-    tokenizer.save_pretrained(model_dir)
 
     baseline = run_benchmarks(
         model,

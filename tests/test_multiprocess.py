@@ -1,0 +1,202 @@
+"""The pipeline on two CPU processes (gloo), started as a user starts it: `srft run` with
+compute.num_devices: 2.
+
+- The embedded world, all seven stages: the same global work as one process at the same seed,
+  every gate passing and the same decision, the RL figures and the win rate within the
+  tolerances below, every artifact written once.
+- Stage 2 from the same SFT model: pair files byte-identical to one process's.
+- A worker killed mid-RL: the run stops within 60 s naming it, and `srft run` resumes it.
+"""
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+import srft
+from srft.artifacts import read_json, read_jsonl
+from srft.config import GATE_NAMES
+from tests.runs import SMALL_WORLD, restore
+
+SRFT_ROOT = Path(srft.__file__).resolve().parent.parent
+TWO = ["--set", "compute.num_devices=2"]
+
+# Tolerances between the one- and the two-process world runs. The processes sample with seeds
+# of their own, so the runs are two draws of the same training, not the same numbers.
+REWARD_TOLERANCE = 0.25  # mean stage-5 reward over its logged steps (RM logits)
+KL_TOLERANCE = 0.03  # mean stage-5 per-token KL over its logged steps, nats
+WIN_RATE_TOLERANCE = 0.1
+
+
+def srft_run(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(SRFT_ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "srft", "run", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def world_runs(tmp_path_factory) -> dict[int, Path]:
+    """The embedded world's seven stages in one process and in two."""
+    root = tmp_path_factory.mktemp("world")
+    runs = {}
+    for processes in (1, 2):
+        run = root / f"p{processes}"
+        done = srft_run(
+            "--output-dir", str(run), "--set", f"compute.num_devices={processes}", cwd=root
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[processes] = run
+    return runs
+
+
+@pytest.mark.slow
+def test_two_processes_pass_every_gate_and_decide_alike(world_runs):
+    summaries = {n: read_json(run / "summary.json") for n, run in world_runs.items()}
+    for processes, summary in summaries.items():
+        assert summary["status"] == "passed"
+        assert summary["decision"] == "deploy"
+        assert set(summary["gates"]) == set(GATE_NAMES)
+        assert all(gate["passed"] for gate in summary["gates"].values()), summary["gates"]
+        for stage in summary["stages"].values():
+            assert (stage["processes"], stage["strategy"]) == (processes, "ddp")
+
+
+def _stage5_steps(run: Path, name: str) -> list[float]:
+    return [
+        row["value"]
+        for row in read_jsonl(run / "metrics.jsonl")
+        if row["stage"] == 5 and row["name"] == name and row["step"] is not None
+    ]
+
+
+@pytest.mark.slow
+def test_two_processes_do_the_same_global_work(world_runs):
+    one, two = world_runs[1], world_runs[2]
+    for name, tolerance in (("reward", REWARD_TOLERANCE), ("kl_per_token_nats", KL_TOLERANCE)):
+        steps_one, steps_two = _stage5_steps(one, name), _stage5_steps(two, name)
+        assert steps_one and steps_two
+        assert statistics.fmean(steps_two) == pytest.approx(
+            statistics.fmean(steps_one), abs=tolerance
+        ), name
+    rl = {
+        n: read_json(run / "stage5_rl" / "manifest.json")["outputs"]
+        for n, run in world_runs.items()
+    }
+    # the same episodes per step: the global batch, not a batch per process
+    assert rl[1]["episodes"] / rl[1]["steps"] == rl[2]["episodes"] / rl[2]["steps"]
+    wins = {
+        n: read_json(run / "summary.json")["gates"]["win_rate"]["value"]
+        for n, run in world_runs.items()
+    }
+    assert wins[2] == pytest.approx(wins[1], abs=WIN_RATE_TOLERANCE)
+
+
+def _files(run: Path) -> set[str]:
+    return {
+        str(path.relative_to(run))
+        for path in run.rglob("*")
+        if path.is_file() and "checkpoint" not in str(path.relative_to(run))
+    }
+
+
+@pytest.mark.slow
+def test_every_artifact_is_written_once(world_runs):
+    one, two = world_runs[1], world_runs[2]
+    assert _files(two) == _files(one)
+    assert not [p for p in two.rglob("*") if p.name.endswith(".tmp") or ".partial" in p.name]
+    for run in (one, two):
+        rows = read_jsonl(run / "metrics.jsonl")
+        logged = [(r["stage"], r["name"], r["step"], r["value"]) for r in rows]
+        assert len(logged) == len(set(logged))
+        decisions = [
+            json.dumps({**r, "time": 0}, sort_keys=True)
+            for r in read_jsonl(run / "decisions.jsonl")
+        ]
+        assert len(decisions) == len(set(decisions))
+
+
+@pytest.mark.slow
+def test_stage_2_pairs_do_not_depend_on_the_number_of_processes(world_runs, tmp_path):
+    one = world_runs[1]
+    run = tmp_path / "run"
+    run.mkdir()
+    for part in ("world", "stage1_sft"):
+        shutil.copytree(one / part, run / part)
+    done = srft_run("--stages", "2", "--output-dir", str(run), *TWO, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("pairs_train.jsonl", "pairs_val.jsonl"):
+        ours, theirs = run / "stage2_preferences" / name, one / "stage2_preferences" / name
+        assert ours.read_bytes() == theirs.read_bytes(), name
+
+
+def _worker_of_rank(parent: psutil.Process, rank: str) -> psutil.Process | None:
+    for child in parent.children(recursive=True):
+        try:
+            if child.environ().get("RANK") == rank and "srft" in " ".join(child.cmdline()):
+                return child
+        except psutil.Error:
+            continue
+    return None
+
+
+@pytest.mark.slow
+def test_a_killed_worker_stops_the_run_and_srft_run_resumes_it(good_run, tmp_path):
+    restore(good_run)
+    run = tmp_path / "run"
+    shutil.copytree(good_run.run.root, run)
+    for later in ("stage5_rl", "stage6_iterations", "stage7_evaluation", ".staging"):
+        shutil.rmtree(run / later, ignore_errors=True)
+    args = [
+        *(arg for setting in SMALL_WORLD for arg in ("--set", setting)),
+        *TWO,
+        "--set",
+        "rl_training.max_steps=30",
+        "--stages",
+        "5",
+        "--output-dir",
+        str(run),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(SRFT_ROOT)}
+    command = [sys.executable, "-m", "srft", "run", *args]
+    started = subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    checkpoint = run / ".staging" / "stage5_rl" / "checkpoints" / "checkpoint-6"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline and started.poll() is None:
+        time.sleep(0.2)
+    assert checkpoint.exists(), started.communicate()[1][-3000:]
+    worker = _worker_of_rank(psutil.Process(started.pid), "1")
+    assert worker is not None
+    worker.send_signal(signal.SIGKILL)
+    killed = time.time()
+    _, stderr = started.communicate(timeout=120)
+    assert time.time() - killed < 60
+    assert started.returncode != 0
+    assert "process 1 of 2 ended by signal 9 (SIGKILL)" in stderr
+    assert not (run / "stage5_rl").exists()  # nothing published from the broken attempt
+
+    resumed = subprocess.run(
+        command, env=env, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = read_json(run / "summary.json")
+    assert summary["status"] == "passed"
+    outputs = read_json(run / "stage5_rl" / "manifest.json")["outputs"]
+    assert outputs["resumed_from_step"] >= 6
+    assert outputs["steps"] == 30
