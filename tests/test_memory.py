@@ -1,13 +1,18 @@
 """The memory plan: bytes per device worked out by hand, model shapes counted against the built
-models."""
+models, and `srft plan` against the README's walk-through of the seed's template."""
 
+import re
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from srft.cli import main
 from srft.config import LoraSettings, WorldConfig, validate_config
 from srft.errors import SrftError
 from srft.memory import (
+    GB,
     Layout,
     activation_bytes,
     frozen_bytes,
@@ -15,6 +20,7 @@ from srft.memory import (
     plan_memory,
     trained_bytes,
 )
+from srft.memory_plan import check_fits, config_shapes, device_memory, fit_message
 from srft.models.shape import (
     LinearLayer,
     ModelShape,
@@ -305,3 +311,201 @@ def test_the_world_model_is_counted_as_built():
 def test_a_hub_id_is_not_read_offline():
     with pytest.raises(SrftError, match="srft-tests/no-such-model: cannot read"):
         read_shape("srft-tests/no-such-model", offline=True)
+
+
+# --- srft.memory_plan: the shapes of a config, the device's memory, the message, check_fits
+
+
+def test_the_config_key_and_the_option_are_named_when_a_model_cannot_be_read():
+    config = validate_config({"model": {"base_model": "srft-tests/no-such-model"}})
+    with pytest.raises(SrftError, match="^model.base_model: .* pass --params N, e.g. --params 7B$"):
+        config_shapes(config, offline=True)
+
+
+def test_check_fits_stops_a_run_that_does_not_fit():
+    config = validate_config({"compute": {"device": "cpu"}})  # the world's model
+    check_fits(config, device_memory_bytes=100 * GB)
+    with pytest.raises(SrftError, match=r"^compute\.num_devices: the SFT stage needs"):
+        check_fits(config, device_memory_bytes=1000)  # nothing fits in 1000 bytes
+
+
+def test_check_fits_returns_when_the_size_or_the_memory_is_unknown():
+    unknown = validate_config({"model": {"base_model": "srft-tests/no-such-model"}})
+    check_fits(unknown, device_memory_bytes=1000)
+    cuda = validate_config({"compute": {"device": "cuda"}})
+    if device_memory(cuda.compute)[0] is None:
+        check_fits(cuda)  # CUDA asked for and not seen: memory unknown
+
+
+def test_the_cpus_memory_is_this_machines_ram_over_the_processes():
+    one = device_memory(validate_config({"compute": {"device": "cpu"}}).compute)[0]
+    four = validate_config({"compute": {"device": "cpu", "num_devices": 4}})
+    assert device_memory(four.compute)[0] == pytest.approx(one / 4)
+
+
+def test_the_message_names_the_first_key_whose_change_fits():
+    config = small_config()  # ddp: the RL stage needs 20.01 GB
+    message = fit_message(config, SMALL, SMALL, 15 * GB)
+    # fsdp: 4 + 2 + 2 GB; ZeRO-2: 2 + 3.5 + 2 + 2; ZeRO-3: 4 + 0.5 + 0.5
+    assert message == (
+        "compute.strategy: the RL stage needs 20.0 GB per device under ddp, each device has "
+        "15.0 GB; fsdp needs 8.0 GB, deepspeed with zero_stage 2 needs 9.5 GB, "
+        "deepspeed with zero_stage 3 needs 5.0 GB"
+    )
+    sharded = small_config(compute={"strategy": "deepspeed", "zero_stage": 2})
+    assert fit_message(sharded, SMALL, SMALL, 8.5 * GB).startswith("compute.strategy: ")  # fsdp
+    assert fit_message(sharded, SMALL, SMALL, 5.5 * GB).startswith(
+        "compute.zero_stage: the RL stage needs 9.5 GB per device under deepspeed with "
+        "zero_stage 2, each device has 5.5 GB; deepspeed with zero_stage 3 needs 5.0 GB"
+    )
+    assert fit_message(config, SMALL, SMALL, 25 * GB) is None
+
+
+def test_the_message_combines_the_changes_when_no_one_change_fits():
+    # ZeRO-3 with offload and LoRA leaves the frozen reward model, 2e9 / 4, and little else
+    message = fit_message(small_config(), SMALL, SMALL, 1 * GB)
+    assert message.startswith("compute.strategy: the RL stage needs 20.0 GB per device under ddp")
+    assert message.endswith(
+        "no one change fits, deepspeed with zero_stage 3 and cpu_offload, gradient_checkpointing, "
+        "sft.batch_size 4 (one per device), LoRA together need 0.5 GB"
+    )
+    hopeless = fit_message(small_config(), SMALL, SMALL, 0.1 * GB)
+    assert hopeless.startswith("compute.num_devices: ")
+    assert hopeless.endswith("use more devices, devices with more memory or a smaller model")
+
+
+# --- srft plan on the seed's template, against the README's arithmetic
+
+
+def seed_config(tmp_path: Path) -> Path:
+    """The README's seed.yaml: the seed's template with its per-process batch sizes made global."""
+    block = re.search(r"```yaml\n# seed.yaml\n(.*?)```", README.read_text(), re.S)
+    path = tmp_path / "seed.yaml"
+    path.write_text(block[1], encoding="utf-8")
+    assert yaml.safe_load(block[1])["compute"]["num_devices"] == 8
+    return path
+
+
+def plan(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["srft", "plan", *args])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    captured = capsys.readouterr()
+    return stop.value.code or 0, captured.out, captured.err
+
+
+def totals(output: str) -> dict[str, float]:
+    """Stage name -> the total it prints, GB."""
+    lines = output.splitlines()
+    header = next(line for line in lines if line.strip().startswith("SFT"))
+    stages = re.split(r"\s{2,}", header.strip())
+    total = next(line for line in lines if line.startswith("total")).split()[1:]
+    return {stage: float(value) for stage, value in zip(stages, total, strict=True)}
+
+
+def row(output: str, name: str) -> list[str]:
+    return next(line for line in output.splitlines() if line.startswith(name))[len(name) :].split()
+
+
+SEED = ["--params", "6.74e9", "--device-memory-gb", "80"]
+# The README's columns and the overrides that give them.
+COLUMNS = {
+    "ddp": [],
+    "fsdp": ["--set", "compute.strategy=fsdp"],
+    "deepspeed, zero_stage 3": [
+        "--set",
+        "compute.strategy=deepspeed",
+        "--set",
+        "compute.zero_stage=3",
+    ],
+    "ddp with LoRA": ["--set", "model.lora={r: 8}"],
+}
+
+
+def readme_stage_table() -> dict[str, dict[str, float]]:
+    """Column -> stage -> GB: the last figure of each cell of the README's table of stages."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Memory plan") : text.index("## Configuration")]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    start = next(i for i, line in enumerate(lines) if line.startswith("| stage |"))
+    columns = [c.strip() for c in lines[start].strip("|").split("|")][1:]
+    table: dict[str, dict[str, float]] = {c: {} for c in columns}
+    for line in lines[start + 2 : start + 5]:
+        stage, *cells = [c.strip() for c in line.strip("|").split("|")]
+        for column, cell in zip(columns, cells, strict=True):
+            table[column][stage] = float(cell.split("=")[-1])
+    return table
+
+
+def test_the_readme_walks_through_every_column():
+    table = readme_stage_table()
+    assert set(table) == set(COLUMNS)
+    assert all(set(stages) == {"SFT", "reward model", "RL"} for stages in table.values())
+
+
+@pytest.mark.parametrize("column", list(COLUMNS))
+def test_srft_plan_prints_the_readmes_figures(tmp_path, monkeypatch, capsys, column):
+    _, out, _ = plan([str(seed_config(tmp_path)), *SEED, *COLUMNS[column]], monkeypatch, capsys)
+    printed = totals(out)
+    for stage, by_hand in readme_stage_table()[column].items():
+        assert printed[stage] == pytest.approx(by_hand, rel=0.15), (column, stage)
+
+
+def test_ddp_does_not_fit_and_names_the_strategy(tmp_path, monkeypatch, capsys):
+    code, out, err = plan([str(seed_config(tmp_path)), *SEED], monkeypatch, capsys)
+    assert code == 2
+    assert "does not fit: the RL stage's 136.0 GB per device is the peak" in out
+    assert "shape assumed: hidden 4096, 32 layers, 32 heads" in out
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith(
+        "error: compute.strategy: the RL stage needs 136.0 GB per device under ddp, "
+        "each device has 80.0 GB; fsdp needs 41.6 GB"
+    )
+    assert err.strip() in README.read_text(encoding="utf-8")
+
+
+def test_fsdp_fits(tmp_path, monkeypatch, capsys):
+    code, out, err = plan(
+        [str(seed_config(tmp_path)), *SEED, *COLUMNS["fsdp"]], monkeypatch, capsys
+    )
+    assert (code, err) == (0, "")
+    assert "fits: the RL stage's 41.6 GB per device is the peak" in out
+    assert "strategy: fsdp  precision: fp16  LoRA: off  devices: 8" in out
+
+
+def test_lora_lowers_the_figure_and_drops_the_reference(tmp_path, monkeypatch, capsys):
+    config = str(seed_config(tmp_path))
+    _, full, _ = plan([config, *SEED], monkeypatch, capsys)
+    code, lora, _ = plan([config, *SEED, *COLUMNS["ddp with LoRA"]], monkeypatch, capsys)
+    assert code == 0
+    assert totals(lora)["RL"] < totals(full)["RL"] / 4
+    assert row(full, "reference")[-1] == "13.48" and row(lora, "reference")[-1] == "-"
+
+
+def test_the_strategy_changes_the_figures(tmp_path, monkeypatch, capsys):
+    config = str(seed_config(tmp_path))
+    found = {
+        column: totals(plan([config, *SEED, *COLUMNS[column]], monkeypatch, capsys)[1])["RL"]
+        for column in ("ddp", "fsdp", "deepspeed, zero_stage 3")
+    }
+    assert found["ddp"] > found["fsdp"] > found["deepspeed, zero_stage 3"]
+
+
+def test_offload_shows_host_memory(tmp_path, monkeypatch, capsys):
+    args = [*COLUMNS["fsdp"], "--set", "compute.cpu_offload=true"]
+    _, out, _ = plan([str(seed_config(tmp_path)), *SEED, *args], monkeypatch, capsys)
+    assert row(out, "host (offloaded)")[-1] == "13.48"  # 16 B x 6.74e9 / 8
+    assert row(out, "optimizer states")[-1] == "-"
+
+
+def test_a_hub_model_without_params_says_to_pass_them(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "hub.yaml"
+    config.write_text("model: {base_model: srft-tests/no-such-model}\n", encoding="utf-8")
+    import huggingface_hub.constants
+
+    # offline: the first request fails at once rather than after the Hub client's retries
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    code, _, err = plan([str(config), "--device-memory-gb", "80"], monkeypatch, capsys)
+    assert code == 2
+    assert err.startswith("error: model.base_model: srft-tests/no-such-model: cannot read")
+    assert err.strip().endswith("pass --params N, e.g. --params 7B")
