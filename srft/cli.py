@@ -247,6 +247,53 @@ def evaluate_rm(
     typer.echo(json.dumps(result))
 
 
+@app.command()
+def plan(
+    config: Annotated[Path, typer.Argument(help="The YAML config to plan")],
+    params: Annotated[
+        str | None,
+        typer.Option(
+            help="Policy parameters (7e9, 7B, 135M) instead of reading the model; its layer "
+            "shapes are then those of a Llama-like decoder of that size"
+        ),
+    ] = None,
+    reward_params: Annotated[
+        str | None, typer.Option(help="Reward model parameters, likewise")
+    ] = None,
+    device_memory_gb: Annotated[
+        float | None,
+        typer.Option(
+            help="Memory of one device, GB (1e9 bytes); default: the CUDA device's, or on the "
+            "CPU this machine's RAM / compute.num_devices"
+        ),
+    ] = None,
+    set_: SetOption = None,
+) -> None:
+    """Memory per device of each training stage; exit 2 naming the key to change if too much."""
+    from srft.config import load_config
+    from srft.memory import GB, plan_memory
+    from srft.memory_plan import config_shapes, device_memory, fit_message, format_plan
+    from srft.models.shape import parse_parameter_count
+
+    loaded = load_config(config, set_)
+    policy, reward = config_shapes(
+        loaded,
+        parse_parameter_count(params) if params else None,
+        parse_parameter_count(reward_params, "--reward-params") if reward_params else None,
+    )
+    if device_memory_gb is not None and device_memory_gb <= 0:
+        raise SrftError(f"--device-memory-gb {device_memory_gb}: expected a positive size")
+    if device_memory_gb is not None:
+        memory, source = device_memory_gb * GB, "--device-memory-gb"
+    else:
+        memory, source = device_memory(loaded.compute)
+    memory_plan = plan_memory(loaded, policy, reward)
+    typer.echo(format_plan(memory_plan, loaded, policy, reward, memory, source))
+    message = fit_message(loaded, policy, reward, memory) if memory is not None else None
+    if message is not None:
+        raise SrftError(message)
+
+
 def _existing_run(run_dir: Path):
     from srft.run_dir import RunDir
 

@@ -23,6 +23,7 @@ TIERS: dict[str, int] = {
     **dict.fromkeys(("srft.tables", "srft.scoring"), 1),
     **dict.fromkeys(("srft.data", "srft.models", "srft.rl", "srft.evaluation"), 2),
     **dict.fromkeys(("srft.world", "srft.arithmetic", "srft.judges", "srft.annotation"), 2),
+    **dict.fromkeys(("srft.memory", "srft.memory_plan"), 2),
     "srft.stages": 3,
     **dict.fromkeys(("srft", "srft.pipeline", "srft.report", "srft.architecture"), 4),
     **dict.fromkeys(("srft.plugins", "srft.profiles", "srft.api", "srft.cli"), 4),

@@ -5,18 +5,14 @@ from __future__ import annotations
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
 
-def build_base_model(
+def base_model_config(
     tokenizer: PreTrainedTokenizerBase,
     hidden_size: int = 64,
     num_layers: int = 2,
     num_heads: int = 4,
-    seed: int = 0,
-) -> LlamaForCausalLM:
-    """A randomly initialised Llama-architecture model sized for the world's vocabulary."""
-    import torch
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
+) -> LlamaConfig:
+    """The Llama-architecture config of the world's model, sized for the world's vocabulary."""
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 4,
@@ -29,4 +25,17 @@ def build_base_model(
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=True,
     )
-    return LlamaForCausalLM(config)
+
+
+def build_base_model(
+    tokenizer: PreTrainedTokenizerBase,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    seed: int = 0,
+) -> LlamaForCausalLM:
+    """A randomly initialised Llama-architecture model sized for the world's vocabulary."""
+    import torch
+
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(base_model_config(tokenizer, hidden_size, num_layers, num_heads))
