@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -142,11 +143,15 @@ def _run(config_path, stages_text, output_dir, seed, overrides: list[str]) -> No
     check_launch(config.compute)
     _setup_logging()
     from srft.gates import gates_table
+    from srft.launch import launched_processes
+    from srft.memory_plan import check_fits
     from srft.pipeline import Pipeline, parse_stages, stage_specs
     from srft.plugins import check_registered_names
 
     check_registered_names(config, str(config_path or "config"))
     stages = parse_stages(stages_text, sorted(stage_specs()))
+    if launched_processes(os.environ) == 1:  # workers: their launcher checked
+        check_fits(config)
     _start_processes(config.compute)
     outcome = Pipeline(config).execute(stages)
     if not is_main():
@@ -162,15 +167,21 @@ def _run(config_path, stages_text, output_dir, seed, overrides: list[str]) -> No
 def _start_processes(compute) -> None:
     """With several devices: start the workers through accelerate's launcher (and exit with
     their status), or, in a worker, join the others."""
-    import os
-
-    from srft.launch import check_devices, launched_processes, run_workers, start_processes
+    from srft.launch import (
+        check_devices,
+        check_strategy,
+        launched_processes,
+        run_workers,
+        start_processes,
+    )
     from srft.models.loading import resolve_device
 
     if compute.num_devices == 1:
+        check_strategy(compute)
         return
     device = resolve_device(compute)
     check_devices(compute, device.type)
+    check_strategy(compute)
     if launched_processes(os.environ) == 1:
         raise typer.Exit(run_workers(compute.num_devices, device.type == "cpu", sys.argv[1:]))
     start_processes(compute, device.type == "cpu")

@@ -297,8 +297,9 @@ class ComputeConfig(Section):
     )
     strategy: Literal["ddp", "fsdp", "deepspeed"] = Field(
         "ddp",
-        description="How several processes share the training: 'ddp' replicates the model, "
-        "'fsdp' (full shard) and 'deepspeed' (ZeRO) shard it",
+        description="How several processes share the training: 'ddp' replicates the model; "
+        "'fsdp' (full shard) and 'deepspeed' (ZeRO) shard it, estimated by srft plan but not "
+        "yet trained by srft run",
     )
     zero_stage: Literal[2, 3] = Field(
         2, description="DeepSpeed ZeRO stage: 2 shards gradients and optimizer, 3 also weights"
@@ -332,6 +333,12 @@ class ComputeConfig(Section):
                 "set strategy: deepspeed or remove it"
             )
         return self
+
+    @property
+    def frozen_dtype(self) -> str | None:
+        """torch's name of the dtype frozen models (the RL reference and reward model) are held
+        in: half precision under fp16 or bf16, else None (as loaded)."""
+        return "float16" if self.fp16 else "bfloat16" if self.bf16 else None
 
     @property
     def mixed_precision(self) -> str:
@@ -413,7 +420,7 @@ class IterationConfig(Section):
     prompts_per_iteration: int = Field(1000, ge=1, description="Prompts sampled for new pairs")
     rl_steps: int = Field(30, ge=1, description="RL rollout batches per iteration")
     kl_fraction: float = Field(
-        0.85,
+        0.6,
         gt=0,
         le=1,
         description="The KL controller's aim in iterations, as a share of the bound kl_target "

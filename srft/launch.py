@@ -95,6 +95,16 @@ def check_devices(compute: ComputeConfig, device_type: str) -> None:
             )
 
 
+def check_strategy(compute: ComputeConfig) -> None:
+    """Refuse a strategy `srft run` does not train with: `srft plan` estimates fsdp and
+    deepspeed, training shards nothing yet."""
+    if compute.strategy != "ddp":
+        raise SrftError(
+            f"compute.strategy: '{compute.strategy}' training is not available in this version "
+            "of srft run, which trains with ddp; `srft plan` estimates fsdp and deepspeed"
+        )
+
+
 def launcher_command(num_processes: int, srft_args: Sequence[str]) -> list[str]:
     """accelerate's launcher starting `num_processes` workers of `srft <srft_args>` on this
     machine; the strategy and precision are the config's, set up by each worker."""

@@ -15,6 +15,7 @@ from srft.errors import SrftError
 from srft.launch import (
     LauncherOutput,
     check_devices,
+    check_strategy,
     check_launch,
     launch_problem,
     launcher_command,
@@ -164,3 +165,10 @@ def test_an_accelerate_launch_that_does_not_match_is_refused_before_any_work(tmp
     assert done.returncode != 0
     assert seen in done.stderr + done.stdout
     assert not (tmp_path / "run").exists()  # nothing written
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", "deepspeed"])
+def test_a_strategy_srft_run_does_not_train_with_is_refused(strategy):
+    with pytest.raises(SrftError, match=f"compute.strategy: '{strategy}' training is not"):
+        check_strategy(ComputeConfig(strategy=strategy))
+    check_strategy(ComputeConfig())

@@ -63,10 +63,14 @@ def test_summary_metrics_are_the_records_scalars_but_files(tmp_path):
         "seconds": 2.5,
         "files": ["model"],
         "outputs": {"model": "model", "val_loss": 1.5, "baseline": {"x": 1.0}, "trained": True},
+        "processes": 2,
+        "strategy": "ddp",
     }
     assert manifest_scalars(manifest) == {"val_loss": 1.5, "trained": True}
     atomic_write_json(run.manifest(1), manifest)
     write_summary(run, "passed", 3.0, None)
     summary = read_json(run.summary)
-    assert summary["stages"] == {"1": {"name": "sft", "status": "done", "seconds": 2.5}}
+    assert summary["stages"] == {
+        "1": {"name": "sft", "status": "done", "seconds": 2.5, "processes": 2, "strategy": "ddp"}
+    }
     assert summary["metrics"] == {"stage1_sft.val_loss": 1.5, "stage1_sft.trained": True}

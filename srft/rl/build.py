@@ -39,12 +39,21 @@ def guard_settings(config: SrftConfig) -> GuardSettings:
 
 def reward_scorer(config: SrftConfig, reward_dir: str, policy_tokenizer) -> RewardScorer:
     """The frozen RM at `reward_dir`, scoring the policy's responses."""
-    return load_reward_scorer(
+    scorer = load_reward_scorer(
         reward_dir,
         config.data.max_prompt_length,
         config.data.max_response_length,
         policy_tokenizer=policy_tokenizer,
     )
+    hold_frozen(scorer.model, config)
+    return scorer
+
+
+def hold_frozen(model: torch.nn.Module, config: SrftConfig) -> torch.nn.Module:
+    """A frozen model in half precision when training is mixed fp16 or bf16 (it only scores:
+    half the memory), else as loaded."""
+    name = config.compute.frozen_dtype
+    return model.to(getattr(torch, name)) if name else model
 
 
 def build_engine(
@@ -72,6 +81,8 @@ def build_engine(
     else:
         policy = load_policy(str(start / "model") if start else policy_dir)
         reference = load_policy(reference_dir or policy_dir)
+    if reference is not None:
+        hold_frozen(reference, config)
     critic = None
     if config.rl_training.value_model == "separate":
         critic_dir = str(start / "critic") if start else reward_dir

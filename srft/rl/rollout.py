@@ -150,7 +150,7 @@ def sample_and_score(
     attention_mask = torch.cat([query_mask, mask.long()], dim=1)
     keep = mask.shape[1] + 1
     ref_logits = reference_logits(input_ids, attention_mask, position_ids(attention_mask))
-    ref_logits = ref_logits[:, -keep:-1]
+    ref_logits = ref_logits[:, -keep:-1].float()  # a reference held in half precision
     responses, sequences = decode_responses(tokenizer, encoded, samples.response_ids, mask)
     return ScoredSample(
         prompts=prompts,

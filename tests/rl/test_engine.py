@@ -2,6 +2,7 @@
 and keeps the KL within the target; a checkpoint resumes where it stopped."""
 
 import copy
+import math
 import statistics
 
 import pytest
@@ -207,3 +208,11 @@ def test_lora_policy_trains_against_its_adapter_free_self(tmp_path):
     plain = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
     assert not (tmp_path / "merged" / "adapter_config.json").exists()
     assert type(plain).__name__ == "LlamaForCausalLM"
+
+
+def test_a_reference_held_in_half_precision_measures_kl_in_float():
+    engine = make_engine("PPO", 1e-3)
+    engine.reference.to(torch.bfloat16)
+    _, stats = engine.step(["list three fruits"] * 32)
+    assert stats["kl_per_token_nats"] >= 0 and math.isfinite(stats["kl_per_token_nats"])
+    assert engine.reference.dtype == torch.bfloat16
