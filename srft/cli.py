@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -132,7 +133,7 @@ def demo(
 
 def _run(config_path, stages_text, output_dir, seed, overrides: list[str]) -> None:
     from srft.config import load_config
-    from srft.distributed import is_main
+    from srft.distributed import barrier, is_main
     from srft.launch import check_launch
 
     if seed is not None:
@@ -143,24 +144,27 @@ def _run(config_path, stages_text, output_dir, seed, overrides: list[str]) -> No
     check_launch(config.compute)
     _setup_logging()
     from srft.gates import gates_table
-    from srft.launch import launched_processes
     from srft.memory_plan import check_fits
     from srft.pipeline import Pipeline, parse_stages, stage_specs
     from srft.plugins import check_registered_names
 
     check_registered_names(config, str(config_path or "config"))
     stages = parse_stages(stages_text, sorted(stage_specs()))
-    if launched_processes(os.environ) == 1:  # workers: their launcher checked
+    if os.environ.get("RANK", "0") == "0":  # one check for all the processes
         check_fits(config)
     _start_processes(config.compute)
     outcome = Pipeline(config).execute(stages)
-    if not is_main():
-        raise typer.Exit(0 if outcome.status == "passed" else 1)
-    typer.echo(gates_table(outcome.gates))
-    typer.echo(f"run directory: {outcome.run_dir}  (summary.json, decisions.jsonl, metrics.jsonl)")
-    typer.echo(f"report: {outcome.run_dir / 'report.md'}")
-    if outcome.decision:
-        typer.echo(f"decision: {outcome.decision}")
+    if is_main():
+        typer.echo(gates_table(outcome.gates))
+        typer.echo(
+            f"run directory: {outcome.run_dir}  (summary.json, decisions.jsonl, metrics.jsonl)"
+        )
+        typer.echo(f"report: {outcome.run_dir / 'report.md'}")
+        if outcome.decision:
+            typer.echo(f"decision: {outcome.decision}")
+    # The launcher stops every process when one exits with a failure: the others wait until
+    # the main one has written its report and said its last line.
+    barrier()
     raise typer.Exit(0 if outcome.status == "passed" else 1)
 
 
@@ -316,14 +320,18 @@ def _existing_run(run_dir: Path):
 
 
 def main() -> None:
-    from srft.distributed import is_main
+    from srft.distributed import is_main, rank
     from srft.launch import WorkerLost
 
     try:
         app()
     except SrftError as err:
-        if is_main():  # every process meets the same mistake: say it once
-            typer.echo(f"error: {err}", err=True)
+        if not is_main():
+            # Mostly every process meets the same mistake, and the main one says it; the
+            # launcher stops this one meanwhile. A mistake of this process alone is said here.
+            time.sleep(5)
+            err = SrftError(f"process {rank()}: {err}")
+        typer.echo(f"error: {err}", err=True)
         sys.exit(2)
     except WorkerLost as err:
         typer.echo(f"error: {err}", err=True)

@@ -312,7 +312,7 @@ class ComputeConfig(Section):
         description="Keep sharded parameters and optimizer states in CPU memory (fsdp, deepspeed)",
     )
     collective_timeout_seconds: int = Field(
-        300,
+        1800,
         ge=10,
         description="How long a process waits for the others in a collective before the run stops",
     )

@@ -144,7 +144,9 @@ class Pipeline:
                 and manifest.get("fingerprint") == fingerprint
             ):
                 log.info("stage %d %s: done, inputs unchanged; skipped", number, spec.name)
-                forget_failed(self.run, number)
+                if is_main():
+                    forget_failed(self.run, number)
+                barrier()
                 index += 1
                 continue
             attempt = retries.get(number, 0)

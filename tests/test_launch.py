@@ -15,8 +15,8 @@ from srft.errors import SrftError
 from srft.launch import (
     LauncherOutput,
     check_devices,
-    check_strategy,
     check_launch,
+    check_strategy,
     launch_problem,
     launcher_command,
     lost_process,

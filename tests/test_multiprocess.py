@@ -4,7 +4,8 @@ compute.num_devices: 2.
 - The embedded world, all seven stages: the same global work as one process at the same seed,
   every gate passing and the same decision, the RL figures and the win rate within the
   tolerances below, every artifact written once.
-- Stage 2 from the same SFT model: pair files byte-identical to one process's.
+- Stages 2 and 5 on two processes from the one-process run's SFT and reward models: pair files
+  byte-identical, and the RL reward and KL per step within the tolerances below.
 - A worker killed mid-RL: the run stops within 60 s naming it, and `srft run` resumes it.
 """
 
@@ -29,11 +30,13 @@ from tests.runs import SMALL_WORLD, restore
 SRFT_ROOT = Path(srft.__file__).resolve().parent.parent
 TWO = ["--set", "compute.num_devices=2"]
 
-# Tolerances between the one- and the two-process world runs. The processes sample with seeds
-# of their own, so the runs are two draws of the same training, not the same numbers.
-REWARD_TOLERANCE = 0.25  # mean stage-5 reward over its logged steps (RM logits)
-KL_TOLERANCE = 0.03  # mean stage-5 per-token KL over its logged steps, nats
-WIN_RATE_TOLERANCE = 0.1
+# Tolerances between stage 5 on one and on two processes from the same reward model, over its
+# logged steps (every 10th): the processes sample with seeds of their own, so the runs are two
+# draws of the same training, not the same numbers.
+MEAN_REWARD_TOLERANCE = 0.2  # mean over the steps of the batch's mean RM score (logits)
+MEAN_KL_TOLERANCE = 0.02  # mean over the steps of the per-token KL, nats
+STEP_KL_TOLERANCE = 0.03  # at every logged step
+WIN_RATE_TOLERANCE = 0.1  # the whole runs' win rates
 
 
 def srft_run(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -76,41 +79,63 @@ def test_two_processes_pass_every_gate_and_decide_alike(world_runs):
             assert (stage["processes"], stage["strategy"]) == (processes, "ddp")
 
 
-def _stage5_steps(run: Path, name: str) -> list[float]:
-    return [
-        row["value"]
+@pytest.fixture(scope="module")
+def same_upstream(world_runs, tmp_path_factory) -> Path:
+    """Stages 2 and 5 on two processes, from the one-process run's SFT model and reward model."""
+    one = world_runs[1]
+    run = tmp_path_factory.mktemp("upstream") / "run"
+    run.mkdir()
+    for part in ("world", "stage1_sft", "stage3_reward", "stage4_reward_validation"):
+        shutil.copytree(one / part, run / part)
+    done = srft_run("--stages", "2,5", "--output-dir", str(run), *TWO, cwd=run.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run
+
+
+def _stage5_trajectory(run: Path, name: str) -> dict[int, float]:
+    """The logged value of `name` at each step as finally trained (a rollback logs the steps
+    after its checkpoint again)."""
+    return {
+        row["step"]: row["value"]
         for row in read_jsonl(run / "metrics.jsonl")
         if row["stage"] == 5 and row["name"] == name and row["step"] is not None
-    ]
+    }
 
 
 @pytest.mark.slow
-def test_two_processes_do_the_same_global_work(world_runs):
-    one, two = world_runs[1], world_runs[2]
-    for name, tolerance in (("reward", REWARD_TOLERANCE), ("kl_per_token_nats", KL_TOLERANCE)):
-        steps_one, steps_two = _stage5_steps(one, name), _stage5_steps(two, name)
-        assert steps_one and steps_two
-        assert statistics.fmean(steps_two) == pytest.approx(
-            statistics.fmean(steps_one), abs=tolerance
-        ), name
-    rl = {
-        n: read_json(run / "stage5_rl" / "manifest.json")["outputs"]
-        for n, run in world_runs.items()
-    }
+def test_two_processes_do_the_same_global_work(world_runs, same_upstream):
+    one = world_runs[1]
+    rewards = [_stage5_trajectory(run, "reward") for run in (one, same_upstream)]
+    kls = [_stage5_trajectory(run, "kl_per_token_nats") for run in (one, same_upstream)]
+    assert set(rewards[0]) == set(rewards[1]) == set(range(10, 101, 10))
+    mean = [statistics.fmean(r.values()) for r in rewards]
+    assert mean[1] == pytest.approx(mean[0], abs=MEAN_REWARD_TOLERANCE)
+    mean = [statistics.fmean(k.values()) for k in kls]
+    assert mean[1] == pytest.approx(mean[0], abs=MEAN_KL_TOLERANCE)
+    for step, kl in kls[0].items():
+        assert kls[1][step] == pytest.approx(kl, abs=STEP_KL_TOLERANCE), step
+    rl = [read_json(run / "stage5_rl" / "manifest.json")["outputs"] for run in (one, same_upstream)]
     # the same episodes per step: the global batch, not a batch per process
-    assert rl[1]["episodes"] / rl[1]["steps"] == rl[2]["episodes"] / rl[2]["steps"]
-    wins = {
-        n: read_json(run / "summary.json")["gates"]["win_rate"]["value"]
-        for n, run in world_runs.items()
-    }
-    assert wins[2] == pytest.approx(wins[1], abs=WIN_RATE_TOLERANCE)
+    assert rl[0]["episodes"] / rl[0]["steps"] == rl[1]["episodes"] / rl[1]["steps"]
+    wins = [read_json(world_runs[n] / "summary.json")["gates"]["win_rate"]["value"] for n in (1, 2)]
+    assert wins[1] == pytest.approx(wins[0], abs=WIN_RATE_TOLERANCE)
+
+
+@pytest.mark.slow
+def test_stage_2_pairs_do_not_depend_on_the_number_of_processes(world_runs, same_upstream):
+    for name in ("pairs_train.jsonl", "pairs_val.jsonl"):
+        ours = same_upstream / "stage2_preferences" / name
+        theirs = world_runs[1] / "stage2_preferences" / name
+        assert ours.read_bytes() == theirs.read_bytes(), name
 
 
 def _files(run: Path) -> set[str]:
+    """The files of a run but its checkpoints and iteration folders, which depend on the
+    run's course (rollbacks, iterations kept)."""
     return {
         str(path.relative_to(run))
         for path in run.rglob("*")
-        if path.is_file() and "checkpoint" not in str(path.relative_to(run))
+        if path.is_file() and not any(w in str(path) for w in ("checkpoint", "iteration_"))
     }
 
 
@@ -128,20 +153,6 @@ def test_every_artifact_is_written_once(world_runs):
             for r in read_jsonl(run / "decisions.jsonl")
         ]
         assert len(decisions) == len(set(decisions))
-
-
-@pytest.mark.slow
-def test_stage_2_pairs_do_not_depend_on_the_number_of_processes(world_runs, tmp_path):
-    one = world_runs[1]
-    run = tmp_path / "run"
-    run.mkdir()
-    for part in ("world", "stage1_sft"):
-        shutil.copytree(one / part, run / part)
-    done = srft_run("--stages", "2", "--output-dir", str(run), *TWO, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    for name in ("pairs_train.jsonl", "pairs_val.jsonl"):
-        ours, theirs = run / "stage2_preferences" / name, one / "stage2_preferences" / name
-        assert ours.read_bytes() == theirs.read_bytes(), name
 
 
 def _worker_of_rank(parent: psutil.Process, rank: str) -> psutil.Process | None:

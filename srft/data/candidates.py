@@ -53,9 +53,9 @@ def sample_pairs(
     """`annotation.samples_per_prompt` responses per prompt, scored by the annotator (clipped to
     `data.score_scale`), and up to `annotation.pairs_per_prompt` ranked pairs of each prompt.
 
-    The prompts are sampled and annotated in chunks of `annotation.generation_batch_size`, chunk
-    c seeded `seed + c` and done by one process: the pairs are the same whatever the number of
-    processes sharing the chunks."""
+    The prompts are sampled and annotated in chunks of `annotation.generation_batch_size`, each
+    seeded from `seed` and its index and done by one process: the pairs are the same whatever
+    the number of processes sharing the chunks."""
     a = config.annotation
     size = a.generation_batch_size
     chunks = [prompts[start : start + size] for start in range(0, len(prompts), size)]
@@ -71,7 +71,7 @@ def sample_pairs(
             temperature=a.temperature,
             top_p=a.top_p,
             batch_size=size,
-            seed=seed + c,
+            seed=seed * 100_003 + c,  # apart from the chunks of nearby seeds
         )
         flat_prompts = [p for p, group in zip(chunks[c], samples, strict=True) for _ in group]
         return samples, annotator(flat_prompts, [r for group in samples for r in group])

@@ -64,9 +64,11 @@ class BradleyTerryTrainer(Trainer):
         if not self.group_by_length:
             return super()._get_train_sampler(train_dataset)
         dataset = train_dataset if train_dataset is not None else self.train_dataset
+        # Seeded: every process draws the same order, of which each takes its batches.
         return LengthGroupedSampler(
             self.args.train_batch_size * self.args.gradient_accumulation_steps,
             lengths=[pair_length(p) for p in dataset],
+            generator=torch.Generator().manual_seed(self.args.seed),
         )
 
     def _rewards(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:

@@ -330,7 +330,11 @@ class RLEngine:
         model = self.unwrapped
         if model.value_head is not None:
             model.value_head.load_state_dict(load_file(directory / "value_head.safetensors"))
-        optimizer_state = torch.load(directory / "optimizer.pt", weights_only=True)
+        # on the CPU first: every process would otherwise put its copy where the main one saved
+        # it; load_state_dict moves the state to the parameters' device
+        optimizer_state = torch.load(
+            directory / "optimizer.pt", map_location="cpu", weights_only=True
+        )
         self.optimizer.load_state_dict(optimizer_state)
         state = json.loads((directory / "engine.json").read_text())
         self.steps_done = state["steps_done"]

@@ -18,7 +18,7 @@ from srft.data.candidates import sample_pairs
 from srft.data.pairs import PreferencePair, read_pairs, write_pairs
 from srft.data.prompts import evaluation_prompts, training_prompts
 from srft.decisions import judge_iteration
-from srft.distributed import barrier, is_main
+from srft.distributed import barrier, from_main, is_main
 from srft.models.loading import (
     apply_threads,
     load_policy,
@@ -103,7 +103,10 @@ def run(ctx: StageContext) -> StageResult:
         policy_dir, kl_coef = _reinforce(
             ctx, config, policy_dir, reward_dir, sft_dir, folder, number
         )
-        found = _measure(config, policy_dir, reward_dir, sft_dir, eval_prompts, judge, held_out)
+        # the main process's measures: every process then takes the same verdict
+        found = from_main(
+            _measure(config, policy_dir, reward_dir, sft_dir, eval_prompts, judge, held_out)
+        )
         verdict, reason = judge_iteration(
             previous_score=current.score,
             score=found["score"],
