@@ -104,6 +104,8 @@ def worker(model_name: str, steps: int) -> None:
 
 def run_layout(model: str, layout: str, steps: int) -> float:
     processes, threads = LAYOUTS[layout]
+    from srft.launch import launcher
+
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -115,23 +117,7 @@ def run_layout(model: str, layout: str, steps: int) -> float:
         command = [sys.executable, *script]
     else:
         env["ACCELERATE_USE_CPU"] = "true"
-        command = [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            str(processes),
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "--main_process_port",
-            "0",
-            *script,
-        ]
+        command = [*launcher(processes), *script]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{model} {layout} failed:\n{done.stderr[-3000:]}")

@@ -108,6 +108,12 @@ def check_strategy(compute: ComputeConfig) -> None:
 def launcher_command(num_processes: int, srft_args: Sequence[str]) -> list[str]:
     """accelerate's launcher starting `num_processes` workers of `srft <srft_args>` on this
     machine; the strategy and precision are the config's, set up by each worker."""
+    return [*launcher(num_processes), "-m", "srft", *srft_args]
+
+
+def launcher(num_processes: int) -> list[str]:
+    """accelerate's launcher of `num_processes` processes on this machine, up to the program
+    it starts (a script, or -m and a module)."""
     return [
         sys.executable,
         "-m",
@@ -123,9 +129,6 @@ def launcher_command(num_processes: int, srft_args: Sequence[str]) -> list[str]:
         "no",
         "--main_process_port",
         "0",
-        "-m",
-        "srft",
-        *srft_args,
     ]
 
 
