@@ -180,12 +180,11 @@ def _start_processes(compute) -> None:
     )
     from srft.models.loading import resolve_device
 
-    if compute.num_devices == 1:
-        check_strategy(compute)
-        return
     device = resolve_device(compute)
+    check_strategy(compute, device.type)
+    if compute.num_devices == 1:
+        return
     check_devices(compute, device.type)
-    check_strategy(compute)
     if launched_processes(os.environ) == 1:
         raise typer.Exit(run_workers(compute.num_devices, device.type == "cpu", sys.argv[1:]))
     start_processes(compute, device.type == "cpu")

@@ -298,8 +298,8 @@ class ComputeConfig(Section):
     strategy: Literal["ddp", "fsdp", "deepspeed"] = Field(
         "ddp",
         description="How several processes share the training: 'ddp' replicates the model; "
-        "'fsdp' (full shard) and 'deepspeed' (ZeRO) shard it, estimated by srft plan but not "
-        "yet trained by srft run",
+        "'fsdp' (accelerate's FSDP2, full shard) shards the models that train (SFT, RM, the RL "
+        "policy and value model); 'deepspeed' (ZeRO) is estimated by srft plan, not yet trained",
     )
     zero_stage: Literal[2, 3] = Field(
         2, description="DeepSpeed ZeRO stage: 2 shards gradients and optimizer, 3 also weights"
@@ -514,6 +514,11 @@ class SrftConfig(Section):
                     f"{key}: {size} does not split evenly over compute.num_devices "
                     f"{processes}; batch sizes are global, make it a multiple of {processes}"
                 )
+        if self.compute.strategy == "fsdp" and self.model.lora is not None:
+            raise ValueError(
+                "compute.strategy: 'fsdp' shards the whole model, and model.lora trains an "
+                "adapter on a frozen one; with lora, use ddp"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:

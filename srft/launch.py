@@ -95,13 +95,23 @@ def check_devices(compute: ComputeConfig, device_type: str) -> None:
             )
 
 
-def check_strategy(compute: ComputeConfig) -> None:
-    """Refuse a strategy `srft run` does not train with: `srft plan` estimates fsdp and
-    deepspeed, training shards nothing yet."""
-    if compute.strategy != "ddp":
+def check_strategy(compute: ComputeConfig, device_type: str) -> None:
+    """Refuse a strategy `srft run` does not train with (deepspeed: `srft plan` estimates it)
+    or one that cannot work as configured."""
+    if compute.strategy == "deepspeed":
         raise SrftError(
-            f"compute.strategy: '{compute.strategy}' training is not available in this version "
-            "of srft run, which trains with ddp; `srft plan` estimates fsdp and deepspeed"
+            "compute.strategy: 'deepspeed' training is not available in this version of srft "
+            "run, which trains with ddp or fsdp; `srft plan` estimates deepspeed"
+        )
+    if compute.strategy == "fsdp" and compute.num_devices == 1:
+        raise SrftError(
+            "compute.strategy: 'fsdp' shards the model over compute.num_devices processes, "
+            "and num_devices is 1; set num_devices above 1 or strategy: ddp"
+        )
+    if compute.cpu_offload and device_type == "cpu":
+        raise SrftError(
+            "compute.cpu_offload: true, but compute.device is the CPU, where everything already "
+            "lives; set it false"
         )
 
 
@@ -244,5 +254,36 @@ def start_processes(compute: ComputeConfig, on_cpu: bool) -> None:
             f"{state.num_processes} processes ({state.distributed_type}); launch with "
             "--multi_gpu"
         )
+    if compute.strategy == "fsdp":
+        _shard_with_fsdp(compute, on_cpu)
     if not state.is_main_process:
         logging.getLogger("srft").setLevel(logging.WARNING)
+
+
+def _shard_with_fsdp(compute: ComputeConfig, on_cpu: bool) -> None:
+    """Set up accelerate's FSDP plugin for every model this run prepares (the RL engine's, and
+    the Trainer's, which takes the state set up here): FSDP2, fully sharded, each decoder layer
+    (the model's `_no_split_modules`) a unit of its own, gathered whole for saving, parameters
+    and optimizer state in CPU memory with `cpu_offload`. accelerate applies its plugin on GPUs
+    only; torch's FSDP2 runs on CPU processes over gloo too, so there the state is told so."""
+    import logging
+
+    from accelerate import Accelerator, PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    plugin = FullyShardedDataParallelPlugin(
+        fsdp_version=2,
+        reshard_after_forward=True,
+        auto_wrap_policy="transformer_based_wrap",
+        cpu_offload=compute.cpu_offload,
+        state_dict_type="FULL_STATE_DICT",
+        cpu_ram_efficient_loading=False,
+    )
+    state = Accelerator(
+        cpu=on_cpu, mixed_precision=compute.mixed_precision, fsdp_plugin=plugin
+    ).state
+    if state.distributed_type != DistributedType.FSDP:
+        state.distributed_type = DistributedType.FSDP
+        state.fsdp_plugin = plugin
+        PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    logging.getLogger("accelerate.utils.fsdp_utils").setLevel(logging.WARNING)  # each save

@@ -184,6 +184,19 @@ def test_mini_batch_larger_than_batch(tmp_path):
     assert fault(path) == (f"{path}: rl_training.mini_batch_size: 16 is larger than batch_size 8")
 
 
+def test_global_batch_that_does_not_split_over_the_processes(tmp_path):
+    path = write(tmp_path, "compute:\n  num_devices: 3\n")
+    assert fault(path).startswith(f"{path}: sft.batch_size: 64 does not split evenly over")
+
+
+def test_fsdp_with_lora(tmp_path):
+    text = "compute:\n  num_devices: 2\n  strategy: fsdp\nmodel:\n  lora: {r: 4}\n"
+    assert fault(write(tmp_path, text)).endswith(
+        "compute.strategy: 'fsdp' shards the whole model, and model.lora trains an adapter on a "
+        "frozen one; with lora, use ddp"
+    )
+
+
 def test_unsupported_algorithm(tmp_path):
     path = write(tmp_path, "rl_training:\n  algorithm: DPO\n")
     message = fault(path)

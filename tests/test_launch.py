@@ -167,8 +167,19 @@ def test_an_accelerate_launch_that_does_not_match_is_refused_before_any_work(tmp
     assert not (tmp_path / "run").exists()  # nothing written
 
 
-@pytest.mark.parametrize("strategy", ["fsdp", "deepspeed"])
-def test_a_strategy_srft_run_does_not_train_with_is_refused(strategy):
-    with pytest.raises(SrftError, match=f"compute.strategy: '{strategy}' training is not"):
-        check_strategy(ComputeConfig(strategy=strategy))
-    check_strategy(ComputeConfig())
+def test_deepspeed_training_is_refused_and_fsdp_taken():
+    with pytest.raises(SrftError, match="compute.strategy: 'deepspeed' training is not"):
+        check_strategy(ComputeConfig(strategy="deepspeed", num_devices=2), "cuda")
+    check_strategy(ComputeConfig(strategy="fsdp", num_devices=2), "cpu")
+    check_strategy(ComputeConfig(), "cpu")
+
+
+def test_fsdp_on_one_process_is_refused():
+    with pytest.raises(SrftError, match="compute.strategy: 'fsdp' shards .* num_devices is 1"):
+        check_strategy(ComputeConfig(strategy="fsdp"), "cuda")
+
+
+def test_cpu_offload_on_the_cpu_is_refused():
+    with pytest.raises(SrftError, match="compute.cpu_offload: true, but compute.device"):
+        check_strategy(ComputeConfig(strategy="fsdp", num_devices=2, cpu_offload=True), "cpu")
+    check_strategy(ComputeConfig(strategy="fsdp", num_devices=2, cpu_offload=True), "cuda")

@@ -11,6 +11,7 @@ from transformers import PreTrainedModel
 from srft.config import LoraSettings
 from srft.distributed import barrier, is_main
 from srft.errors import SrftError
+from srft.models.sharding import is_sharded, save_sharded
 
 
 def add_lora(model: PreTrainedModel, settings: LoraSettings, task_type: str, seed: int):
@@ -48,7 +49,10 @@ def base_of(model) -> PreTrainedModel:
 
 def save_merged(model, directory: Path) -> PreTrainedModel:
     """Save `model` as a plain checkpoint (the adapter merged into the weights, in place).
-    Every process calls it and merges; the main one writes, and all return once it has."""
+    Every process calls it and merges; the main one writes, and all return once it has. A
+    sharded model is gathered and comes back whole, loaded from `directory`."""
+    if is_sharded(model):
+        return save_sharded(model, directory)
     plain = model.merge_and_unload() if is_lora(model) else model
     if is_main():
         plain.save_pretrained(directory)

@@ -57,6 +57,9 @@ def training_arguments(
     )
     if config.compute.gradient_checkpointing:
         settings["gradient_checkpointing"] = True
+    if config.compute.strategy == "fsdp" and world_size() > 1:
+        # the FSDP state the processes set up when they started (srft.launch)
+        settings["accelerator_config"] = {"use_configured_state": True}
     settings.update(extra)
     return TrainingArguments(**settings)
 

@@ -13,6 +13,7 @@ gradients, so the update is the global batch's.
 from __future__ import annotations
 
 import json
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +22,20 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
+from torch.distributed.fsdp import register_fsdp_forward_method
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from srft.config import ComputeConfig, DataConfig, RLTrainingConfig
 from srft.distributed import all_gather, barrier, is_main, rank, share, world_size
 from srft.models.lora import is_lora, load_adapter_weights, save_merged
+from srft.models.sharding import (
+    full_state_dict,
+    is_sharded,
+    load_module_state,
+    load_optimizer_state,
+    optimizer_state,
+    part,
+)
 from srft.rl.advantages import gae, masked_mean
 from srft.rl.kl import (
     AdaptiveKLController,
@@ -101,6 +111,16 @@ class RLEngine:
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=rl.learning_rate, eps=1e-5)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.sharded = is_sharded(self.unwrapped)
+        if self.sharded:
+            # The update's losses take the forward's outputs out of place only, which FSDP's
+            # warning about returning views (slices of the logits and values) is about.
+            warnings.filterwarnings(
+                "ignore", message=r"FSDP2-wrapped module \(FSDPPolicyWithValue\) returned a view"
+            )
+            # sampling steps and the critic's pass gather the shards as a forward does
+            for method in ("step", "critic_values"):
+                register_fsdp_forward_method(self.unwrapped, method)
         self.kl_controller: FixedKLController | AdaptiveKLController = (
             AdaptiveKLController(rl.kl_penalty, kl_aim_nats, rl.kl_horizon)
             if rl.adaptive_kl
@@ -112,6 +132,11 @@ class RLEngine:
     @property
     def unwrapped(self) -> PolicyWithValue:
         return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def lockstep(self) -> bool:
+        """Whether the processes sample only all at once (a sharded policy)."""
+        return self.sharded
 
     @property
     def batch_size(self) -> int:
@@ -141,6 +166,7 @@ class RLEngine:
             self.max_prompt_length,
             self.max_new_tokens,
             self.generator,
+            lockstep=self.lockstep,
         )
 
     @torch.no_grad()
@@ -261,7 +287,12 @@ class RLEngine:
     def export_policy(self, directory: Path) -> None:
         """The trained policy as a plain checkpoint with its tokenizer (a LoRA adapter is merged
         in, after which the engine no longer has a reference: call this last)."""
-        save_merged(self.unwrapped.policy, directory)
+        if self.sharded:
+            state = part(full_state_dict(self.unwrapped), "policy.")
+            if is_main():
+                self.unwrapped.policy.save_pretrained(directory, state_dict=state)
+        else:
+            save_merged(self.unwrapped.policy, directory)
         if is_main():
             self.tokenizer.save_pretrained(directory)
         barrier()
@@ -284,22 +315,30 @@ class RLEngine:
     def save(self, directory: Path) -> None:
         """A checkpoint: the policy with `save_pretrained` (loads with plain transformers; with
         LoRA, the adapter), the value head or critic, the optimizer, the engine's counters and
-        every process's sampler state. Every process calls it; the main one writes."""
+        every process's sampler state. Every process calls it (a sharded model gathers its
+        shards); the main one writes."""
+        model = self.unwrapped
+        weights = full_state_dict(model) if self.sharded else None
+        optimizer = optimizer_state(model, self.optimizer.optimizer)
         generators = all_gather(self.generator.get_state())
         if not is_main():
             return
         directory.mkdir(parents=True, exist_ok=True)
-        model = self.unwrapped
-        model.policy.save_pretrained(directory / "model")
+
+        def gathered(name: str) -> dict[str, Any]:
+            """save_pretrained's arguments for a submodule: its gathered weights when sharded"""
+            return {} if weights is None else {"state_dict": part(weights, f"{name}.")}
+
+        model.policy.save_pretrained(directory / "model", **gathered("policy"))
         self.tokenizer.save_pretrained(directory / "model")
         if model.value_head is not None:
+            head = gathered("value_head").get("state_dict") or model.value_head.state_dict()
             save_file(
-                {k: v.contiguous() for k, v in model.value_head.state_dict().items()},
-                directory / "value_head.safetensors",
+                {k: v.contiguous() for k, v in head.items()}, directory / "value_head.safetensors"
             )
         if model.critic is not None:
-            model.critic.save_pretrained(directory / "critic")
-        torch.save(self.optimizer.state_dict(), directory / "optimizer.pt")
+            model.critic.save_pretrained(directory / "critic", **gathered("critic"))
+        torch.save(optimizer, directory / "optimizer.pt")
         state = {
             "steps_done": self.steps_done,
             "kl_coef": self.kl_controller.coef,
@@ -329,13 +368,12 @@ class RLEngine:
         caller when it built the model): value head, optimizer, counters, sampler state."""
         model = self.unwrapped
         if model.value_head is not None:
-            model.value_head.load_state_dict(load_file(directory / "value_head.safetensors"))
+            head = load_file(directory / "value_head.safetensors")
+            load_module_state(model, {f"value_head.{k}": v for k, v in head.items()})
         # on the CPU first: every process would otherwise put its copy where the main one saved
-        # it; load_state_dict moves the state to the parameters' device
-        optimizer_state = torch.load(
-            directory / "optimizer.pt", map_location="cpu", weights_only=True
-        )
-        self.optimizer.load_state_dict(optimizer_state)
+        # it; loading moves the state to the parameters' device
+        saved = torch.load(directory / "optimizer.pt", map_location="cpu", weights_only=True)
+        load_optimizer_state(model, self.optimizer.optimizer, saved)
         state = json.loads((directory / "engine.json").read_text())
         self.steps_done = state["steps_done"]
         self.kl_controller.coef = state["kl_coef"]

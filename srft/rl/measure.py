@@ -21,9 +21,10 @@ from srft.scoring import Scorer
 
 class Sampler(Protocol):
     """What measuring needs: scored samples, `batch_size` prompts at a time (in each
-    process)."""
+    process); in `lockstep`, every process samples as many batches (a sharded policy)."""
 
     batch_size: int
+    lockstep: bool
 
     def sample(self, prompts: list[str]) -> ScoredSample: ...
 
@@ -40,6 +41,7 @@ class PolicySampler:
     max_new_tokens: int
     generator: torch.Generator
     batch_size: int  # prompts per sampled batch
+    lockstep: bool = False
 
     def sample(self, prompts: list[str]) -> ScoredSample:
         return sample_and_score(
@@ -113,7 +115,7 @@ def sample_policy(
     kl_sum = entropy_sum = tokens = 0.0
     sequence_kl, rewards, lengths, judged = [], [], [], []
     responses: list[str] = []
-    for part in gather_chunks(-(-len(prompts) // size), score):
+    for part in gather_chunks(-(-len(prompts) // size), score, sampler.lockstep):
         kl_sum += part.kl_sum
         entropy_sum += part.entropy_sum
         tokens += part.tokens

@@ -23,6 +23,8 @@ class CausalPolicy(nn.Module):
         params = inspect.signature(base.forward).parameters
         self._cache_argument = "cache" if "cache" in params else "past_key_values"
         self._keeps_logits = "logits_to_keep" in params
+        # FSDP makes each of these layers a unit of its own
+        self._no_split_modules = list(getattr(base, "_no_split_modules", None) or [])
 
     def _run(
         self,
@@ -78,6 +80,9 @@ class PolicyWithValue(CausalPolicy):
             nn.init.zeros_(self.value_head.bias)
             self.value_head.to(device=lm_head.weight.device, dtype=lm_head.weight.dtype)
             lm_head.register_forward_pre_hook(self._capture)
+        else:
+            layers = getattr(critic, "_no_split_modules", None) or []
+            self._no_split_modules = sorted({*self._no_split_modules, *layers})
 
     @property
     def shared(self) -> bool:
@@ -108,14 +113,20 @@ class PolicyWithValue(CausalPolicy):
         values = (
             self._values_from_hidden()
             if self.shared
-            else self.critic_values(input_ids, attention_mask, position_ids)
+            else self._critic_values(input_ids, attention_mask, position_ids)
         )
         return out.logits[:, -keep:], values[:, -keep:]
 
     def critic_values(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
     ) -> torch.Tensor:
-        """The separate critic's V at every position."""
+        """The separate critic's V at every position (a method of its own, which a sharded model
+        runs as a forward)."""
+        return self._critic_values(input_ids, attention_mask, position_ids)
+
+    def _critic_values(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+    ) -> torch.Tensor:
         assert self.critic is not None
         out = self.critic(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids

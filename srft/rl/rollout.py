@@ -12,6 +12,7 @@ import torch
 from transformers import DynamicCache, PreTrainedTokenizerBase
 
 from srft.data.sft import encode_prompt
+from srft.distributed import all_sum
 from srft.rl.kl import entropy, exact_kl, token_logprobs
 from srft.rl.policy import CausalPolicy
 
@@ -59,9 +60,12 @@ def sample(
     pad_token_id: int,
     generator: torch.Generator | None = None,
     temperature: float = 1.0,
+    lockstep: bool = False,
 ) -> Samples:
     """Sample up to `max_new_tokens` tokens per query from the policy's own distribution,
-    stopping each sequence at EOS; the KV cache makes each step cost one token's forward."""
+    stopping each sequence at EOS; the KV cache makes each step cost one token's forward. In
+    `lockstep` (a sharded policy, whose every forward all processes run together), sampling
+    goes on until every process's sequences have stopped."""
     device = query_ids.device
     batch = query_ids.shape[0]
     cache = DynamicCache()
@@ -82,7 +86,7 @@ def sample(
         alive.append(~finished)
         tokens.append(token)
         finished = finished | (token == eos_token_id)
-        if bool(finished.all()):
+        if _all_finished(finished, lockstep):
             break
         step_input = token.unsqueeze(-1)
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
@@ -95,6 +99,11 @@ def sample(
         logits=torch.stack(step_logits, dim=1),
         values=torch.stack(step_values, dim=1) if step_values else None,
     )
+
+
+def _all_finished(finished: torch.Tensor, lockstep: bool) -> bool:
+    unfinished = float((~finished).sum())
+    return (all_sum([unfinished])[0] if lockstep else unfinished) == 0
 
 
 @dataclass
@@ -129,10 +138,11 @@ def sample_and_score(
     max_prompt_length: int,
     max_new_tokens: int,
     generator: torch.Generator,
+    lockstep: bool = False,
 ) -> ScoredSample:
     """One sampled response per prompt, with its log-probabilities under the policy and the
     reference, the exact per-token KL and entropy, and its reward. The policy's full logits are
-    dropped here: only per-token numbers are kept."""
+    dropped here: only per-token numbers are kept. `lockstep`: as `sample`'s."""
     device = generator.device
     encoded = [encode_prompt(tokenizer, p, max_prompt_length) for p in prompts]
     query_ids, query_mask = (t.to(device) for t in left_pad(encoded, tokenizer.pad_token_id))
@@ -144,6 +154,7 @@ def sample_and_score(
         tokenizer.eos_token_id,
         tokenizer.pad_token_id,
         generator,
+        lockstep=lockstep,
     )
     mask = samples.response_mask
     input_ids = torch.cat([query_ids, samples.response_ids], dim=1)
