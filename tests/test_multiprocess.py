@@ -7,6 +7,7 @@ compute.num_devices: 2.
 - Stages 2 and 5 on two processes from the one-process run's SFT and reward models: pair files
   byte-identical, and the RL reward and KL per step within the tolerances below.
 - A worker killed mid-RL: the run stops within 60 s naming it, and `srft run` resumes it.
+- Stages 3 to 5 under fsdp (FSDP2 on gloo) train as under ddp, and save whole models.
 """
 
 import json
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 import srft
 from srft.artifacts import read_json, read_jsonl
@@ -222,3 +225,62 @@ def test_a_killed_worker_stops_the_run_and_srft_run_resumes_it(good_run, tmp_pat
     outputs = read_json(run / "stage5_rl" / "manifest.json")["outputs"]
     assert outputs["resumed_from_step"] >= 6
     assert outputs["steps"] == 30
+
+
+@pytest.fixture(scope="module")
+def strategies(good_run, tmp_path_factory) -> dict[str, Path]:
+    """Stages 3 to 5 of the small world on two processes under ddp and under fsdp, from the
+    one-process run's SFT model and pairs."""
+    restore(good_run)
+    runs = {}
+    for strategy in ("ddp", "fsdp"):
+        run = tmp_path_factory.mktemp(strategy) / "run"
+        run.mkdir()
+        for part in ("world", "stage1_sft", "stage2_preferences"):
+            shutil.copytree(good_run.run.root / part, run / part)
+        small = (arg for setting in SMALL_WORLD for arg in ("--set", setting))
+        layout = [*TWO, "--set", f"compute.strategy={strategy}"]
+        done = srft_run(*small, *layout, "--stages", "3,4,5", "--output-dir", str(run), cwd=run)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[strategy] = run
+    return runs
+
+
+def _stage_rows(run: Path, stage: int) -> dict[tuple, float]:
+    """A stage's logged numbers by name and step, but its timings."""
+    rows = read_jsonl(run / "metrics.jsonl")
+    timing = ("runtime", "per_second")
+    return {
+        (r["name"], r["step"]): r["value"]
+        for r in rows
+        if r["stage"] == stage and not any(word in r["name"] for word in timing)
+    }
+
+
+@pytest.mark.slow
+def test_fsdp_trains_the_reward_model_and_the_policy_as_ddp_does(strategies):
+    ddp, fsdp = strategies["ddp"], strategies["fsdp"]
+    stages = read_json(fsdp / "summary.json")["stages"]
+    for stage in ("3", "4", "5"):
+        assert (stages[stage]["processes"], stages[stage]["strategy"]) == (2, "fsdp")
+    # the same global batches, gradients averaged alike: the same numbers up to rounding
+    for stage in (3, 5):
+        ours, theirs = _stage_rows(fsdp, stage), _stage_rows(ddp, stage)
+        assert set(ours) == set(theirs) and ours
+        for key, value in theirs.items():
+            assert ours[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+
+
+@pytest.mark.slow
+def test_fsdp_saves_whole_models(strategies):
+    for folder, auto in (
+        ("stage3_reward", AutoModelForSequenceClassification),
+        ("stage5_rl", AutoModelForCausalLM),
+    ):
+        ours, theirs = (
+            auto.from_pretrained(strategies[s] / folder / "model") for s in ("fsdp", "ddp")
+        )
+        assert ours.num_parameters() == theirs.num_parameters()
+        weights = theirs.state_dict()
+        for name, weight in ours.state_dict().items():
+            assert torch.allclose(weight, weights[name], atol=1e-4), (folder, name)

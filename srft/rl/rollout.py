@@ -76,16 +76,19 @@ def sample(
     tokens, alive, step_logits, step_values = [], [], [], []
     for _ in range(max_new_tokens):
         logits, values = model.step(step_input, mask, positions, cache)
-        logits = logits[:, -1].float()
-        step_logits.append(logits)
-        if values is not None:
-            step_values.append(values[:, -1])
-        probs = torch.softmax(logits / temperature, dim=-1)
-        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        token = torch.where(finished, torch.full_like(token, pad_token_id), token)
-        alive.append(~finished)
-        tokens.append(token)
-        finished = finished | (token == eos_token_id)
+        # In lockstep, a process whose sequences have all stopped only runs the forward with
+        # the others: it records nothing and draws nothing from its generator.
+        if not bool(finished.all()):
+            logits = logits[:, -1].float()
+            step_logits.append(logits)
+            if values is not None:
+                step_values.append(values[:, -1])
+            probs = torch.softmax(logits / temperature, dim=-1)
+            token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            token = torch.where(finished, torch.full_like(token, pad_token_id), token)
+            alive.append(~finished)
+            tokens.append(token)
+            finished = finished | (token == eos_token_id)
         if _all_finished(finished, lockstep):
             break
         step_input = token.unsqueeze(-1)
