@@ -35,12 +35,12 @@ def worker(model_name: str, steps: int) -> None:
     import copy
 
     import torch
-    from accelerate import Accelerator
     from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
     from srft.config import ComputeConfig, DataConfig, RLTrainingConfig
     from srft.distributed import barrier, is_main, world_size
     from srft.launch import start_processes
+    from srft.rl.build import rl_accelerator
     from srft.rl.engine import RLEngine
     from srft.rl.policy import PolicyWithValue
     from srft.rl.rollout import left_pad
@@ -83,7 +83,7 @@ def worker(model_name: str, steps: int) -> None:
         kl_aim_nats=0.05,
         seed=0,
         reference=copy.deepcopy(policy),
-        accelerator=Accelerator(cpu=True),
+        accelerator=rl_accelerator(ComputeConfig(device="cpu")),
     )
     prompts = all_list_prompts()
     batches = [

@@ -7,7 +7,8 @@ from typing import Any
 
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
-from srft.config import SrftConfig
+from srft.artifacts import checkpoint_folders
+from srft.config import ComputeConfig, SrftConfig
 from srft.distributed import world_size
 from srft.models.loading import resolve_device
 
@@ -62,6 +63,16 @@ def training_arguments(
         settings["accelerator_config"] = {"use_configured_state": True}
     settings.update(extra)
     return TrainingArguments(**settings)
+
+
+def resumable_checkpoint(folder: Path, compute: ComputeConfig) -> str | None:
+    """The latest Trainer checkpoint in `folder` that training under `compute.strategy` can
+    resume, or None (training starts over). The Trainer writes its optimizer state in a file
+    of each strategy's own (`optimizer.pt` under ddp, FSDP's `optimizer.bin` under fsdp), and
+    resumes only from its own."""
+    state_file = "optimizer.bin" if compute.strategy == "fsdp" else "optimizer.pt"
+    found = [c for c in checkpoint_folders(folder) if (c / state_file).exists()]
+    return str(found[-1]) if found else None
 
 
 def quiet(trainer: Trainer) -> Trainer:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
 
-from srft.config import SrftConfig
+from srft.config import ComputeConfig, SrftConfig
 from srft.distributed import rank, world_size
 from srft.models.loading import (
     load_critic,
@@ -56,6 +57,17 @@ def hold_frozen(model: torch.nn.Module, config: SrftConfig) -> torch.nn.Module:
     return model.to(getattr(torch, name)) if name else model
 
 
+def rl_accelerator(compute: ComputeConfig) -> Accelerator:
+    """The RL engine's accelerator: the config's device and precision; under ddp, gradients
+    that are views of the buckets they are averaged in (no copy in and out at every step)."""
+    ddp = DistributedDataParallelKwargs(gradient_as_bucket_view=True)
+    return Accelerator(
+        cpu=resolve_device(compute).type == "cpu",
+        mixed_precision=compute.mixed_precision,
+        kwargs_handlers=[ddp],
+    )
+
+
 def build_engine(
     config: SrftConfig,
     policy_dir: str,
@@ -69,7 +81,6 @@ def build_engine(
     from `policy_dir`; the frozen reference is `reference_dir` (default: `policy_dir`). The KL
     controller aims at `kl_fraction` (default `rl_training.adaptive_kl_fraction`) of the KL
     bound `constraints.kl_target`."""
-    device = resolve_device(config.compute)
     tokenizer = load_tokenizer(policy_dir)
     lora = config.model.lora
     if lora is not None:
@@ -98,9 +109,7 @@ def build_engine(
         kl_aim_nats=config.constraints.kl_target * fraction,
         seed=config.seed + seed_offset,
         reference=reference,
-        accelerator=Accelerator(
-            cpu=device.type == "cpu", mixed_precision=config.compute.mixed_precision
-        ),
+        accelerator=rl_accelerator(config.compute),
     )
     if start is not None:
         if lora is not None:

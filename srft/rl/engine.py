@@ -325,19 +325,17 @@ class RLEngine:
             return
         directory.mkdir(parents=True, exist_ok=True)
 
-        def gathered(name: str) -> dict[str, Any]:
-            """save_pretrained's arguments for a submodule: its gathered weights when sharded"""
-            return {} if weights is None else {"state_dict": part(weights, f"{name}.")}
-
-        model.policy.save_pretrained(directory / "model", **gathered("policy"))
+        # a sharded model's submodules are saved from the gathered weights
+        gathered = {} if weights is None else {n: part(weights, f"{n}.") for n in SUBMODULES}
+        model.policy.save_pretrained(directory / "model", state_dict=gathered.get("policy"))
         self.tokenizer.save_pretrained(directory / "model")
         if model.value_head is not None:
-            head = gathered("value_head").get("state_dict") or model.value_head.state_dict()
+            head = gathered.get("value_head") or model.value_head.state_dict()
             save_file(
                 {k: v.contiguous() for k, v in head.items()}, directory / "value_head.safetensors"
             )
         if model.critic is not None:
-            model.critic.save_pretrained(directory / "critic", **gathered("critic"))
+            model.critic.save_pretrained(directory / "critic", state_dict=gathered.get("critic"))
         torch.save(optimizer, directory / "optimizer.pt")
         state = {
             "steps_done": self.steps_done,
@@ -385,6 +383,10 @@ class RLEngine:
         else:  # a process the checkpoint's run did not have: a sampler of its own
             self.generator.manual_seed(sampler_seed(self.seed, rank()) + self.steps_done)
         return state
+
+
+#: the parts of `PolicyWithValue` a checkpoint saves
+SUBMODULES = ("policy", "value_head", "critic")
 
 
 def sampler_seed(seed: int, process: int) -> int:

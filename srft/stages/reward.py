@@ -3,10 +3,10 @@ SFT policy (`shared`) or from any sequence-classification checkpoint (`separate`
 
 from __future__ import annotations
 
-from srft.artifacts import checkpoint_folders
 from srft.data.pairs import read_pairs
 from srft.models.loading import apply_threads, load_reward_model, load_tokenizer
 from srft.models.reward_trainer import fit_reward_model
+from srft.models.training import resumable_checkpoint
 from srft.outputs import PreferenceOutputs, RewardOutputs, SFTOutputs
 from srft.progress import TrainerProgress
 from srft.stages.base import StageContext, StageResult, StageSpec
@@ -23,7 +23,6 @@ def run(ctx: StageContext) -> StageResult:
     base = _reward_base(ctx)
     tokenizer = load_tokenizer(base)
     model = load_reward_model(base, tokenizer.pad_token_id, seed=config.seed)
-    checkpoints = checkpoint_folders(ctx.checkpoints)
     fit = fit_reward_model(
         model,
         tokenizer,
@@ -33,7 +32,9 @@ def run(ctx: StageContext) -> StageResult:
         ctx.checkpoints,
         config,
         callbacks=[TrainerProgress("stage 3 reward model"), TrainerMetrics(ctx.tracker)],
-        resume_from_checkpoint=str(checkpoints[-1]) if ctx.resume and checkpoints else None,
+        resume_from_checkpoint=(
+            resumable_checkpoint(ctx.checkpoints, config.compute) if ctx.resume else None
+        ),
     )
     target = config.constraints.reward_accuracy_target
     gates = [

@@ -8,14 +8,13 @@ import random
 
 from transformers import Trainer
 
-from srft.artifacts import checkpoint_folders
 from srft.data.sft import SFTCollator, encode_sft, read_prompt_rows
 from srft.distributed import is_main
 from srft.errors import SrftError
 from srft.evaluation.benchmarks import run_benchmarks
 from srft.models.loading import apply_threads, load_policy, load_tokenizer, resolve_device
 from srft.models.lora import add_lora, save_merged
-from srft.models.training import quiet, training_arguments
+from srft.models.training import quiet, resumable_checkpoint, training_arguments
 from srft.outputs import SFTOutputs
 from srft.progress import TrainerProgress
 from srft.stages.base import StageContext, StageResult, StageSpec
@@ -66,7 +65,7 @@ def run(ctx: StageContext) -> StageResult:
         )
     )
     if trained:
-        checkpoint = _last_checkpoint(ctx) if ctx.resume else None
+        checkpoint = resumable_checkpoint(ctx.checkpoints, config.compute) if ctx.resume else None
         trainer.train(resume_from_checkpoint=checkpoint)
     val_loss = trainer.evaluate()["eval_loss"]
     ctx.tracker.log({"val_loss": val_loss, "val_perplexity": math.exp(val_loss)})
@@ -94,11 +93,6 @@ def run(ctx: StageContext) -> StageResult:
         baseline=baseline,
     )
     return StageResult(outputs)
-
-
-def _last_checkpoint(ctx: StageContext) -> str | None:
-    found = checkpoint_folders(ctx.checkpoints)
-    return str(found[-1]) if found else None
 
 
 SPEC = StageSpec(
