@@ -278,6 +278,7 @@ def _shard_with_fsdp(compute: ComputeConfig, on_cpu: bool) -> None:
         cpu_offload=compute.cpu_offload,
         state_dict_type="FULL_STATE_DICT",
         cpu_ram_efficient_loading=False,
+        sync_module_states=False,  # every process loads the same weights
     )
     state = Accelerator(
         cpu=on_cpu, mixed_precision=compute.mixed_precision, fsdp_plugin=plugin
@@ -286,4 +287,7 @@ def _shard_with_fsdp(compute: ComputeConfig, on_cpu: bool) -> None:
         state.distributed_type = DistributedType.FSDP
         state.fsdp_plugin = plugin
         PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    # Later accelerators (the Trainer's) take this state; with the launcher's --use_fsdp flag
+    # left set they would first build a plugin of their own from its settings.
+    os.environ.pop("ACCELERATE_USE_FSDP", None)
     logging.getLogger("accelerate.utils.fsdp_utils").setLevel(logging.WARNING)  # each save

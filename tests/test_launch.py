@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import srft
+from srft.artifacts import read_json
 from srft.config import ComputeConfig
 from srft.errors import SrftError
 from srft.launch import (
@@ -21,6 +22,7 @@ from srft.launch import (
     launcher_command,
     lost_process,
 )
+from tests.runs import SMALL_WORLD
 
 SRFT_ROOT = Path(srft.__file__).resolve().parent.parent
 ONE = ComputeConfig()
@@ -165,6 +167,17 @@ def test_an_accelerate_launch_that_does_not_match_is_refused_before_any_work(tmp
     assert done.returncode != 0
     assert seen in done.stderr + done.stdout
     assert not (tmp_path / "run").exists()  # nothing written
+
+
+@pytest.mark.slow
+def test_accelerate_launch_with_its_fsdp_plugin_trains_sharded(tmp_path):
+    flags = ("--use_fsdp", "--num_processes", "2", "--main_process_port", "0")
+    small = [arg for setting in SMALL_WORLD for arg in ("--set", setting)]
+    layout = ["--set", "compute.num_devices=2", "--set", "compute.strategy=fsdp"]
+    done = launch(tmp_path, *flags, srft_flags=[*small, *layout])
+    assert done.returncode == 0, done.stderr[-3000:]
+    stage = read_json(tmp_path / "run" / "summary.json")["stages"]["1"]
+    assert (stage["status"], stage["processes"], stage["strategy"]) == ("done", 2, "fsdp")
 
 
 def test_deepspeed_training_is_refused_and_fsdp_taken():
