@@ -80,17 +80,19 @@ def from_main(obj: T) -> T:
     return box[0]
 
 
-def gather_chunks(n_chunks: int, work: Callable[[int], T], lockstep: bool = False) -> list[T]:
+def gather_chunks(
+    n_chunks: int, work: Callable[[int], T], idle: Callable[[], object] | None = None
+) -> list[T]:
     """`work(c)` for every chunk c in 0..n_chunks-1, each chunk done by one process (c modulo
     the number of processes), returned in chunk order on every process. The result does not
-    depend on how many processes share the work when `work(c)` depends on c alone. In
-    `lockstep` (work that runs only with every process at once, such as a sharded model's
-    forward) every process works as many times: one short of a chunk redoes the last one."""
+    depend on how many processes share the work when `work(c)` depends on c alone. With
+    `idle` (for work that runs only with every process at once, such as a sharded model's
+    forward), a process with a chunk fewer than the others calls `idle` in its place."""
     size = world_size()
     mine = {c: work(c) for c in range(rank(), n_chunks, size)}
-    if lockstep:
+    if idle is not None:
         for _ in range(-(-n_chunks // size) - len(mine)):
-            work(n_chunks - 1)
+            idle()
     if size == 1:
         return [mine[c] for c in range(n_chunks)]
     merged: dict[int, T] = {}

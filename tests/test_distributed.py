@@ -59,7 +59,10 @@ def _worker(process: int, port: int, results) -> None:
         rows = torch.tensor(mine)
         x, mask = X[rows], MASK[rows]
         kl = x.abs() * mask
+        idle: list[int] = []
+        gather_chunks(5, lambda c: c, idle=lambda: idle.append(rank()))
         results[process] = {
+            "idle": idle,
             "share": mine,
             "sum": all_sum([process + 1, 10.0]),
             "gather": all_gather(process),
@@ -91,6 +94,8 @@ def test_collectives_agree_on_every_process(two_processes):
     assert first["from_main"] == second["from_main"] == "decided by 0"
     expected = [(0, 0), (1, 1), (2, 0), (3, 1), (4, 0)]
     assert first["chunks"] == second["chunks"] == expected
+    # in step: process 1, with chunks 1 and 3 to process 0's three, idles once
+    assert first["idle"] == [] and second["idle"] == [1]
 
 
 def test_advantages_are_whitened_over_the_whole_batch(two_processes):

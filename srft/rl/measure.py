@@ -115,7 +115,9 @@ def sample_policy(
     kl_sum = entropy_sum = tokens = 0.0
     sequence_kl, rewards, lengths, judged = [], [], [], []
     responses: list[str] = []
-    for part in gather_chunks(-(-len(prompts) // size), score, sampler.lockstep):
+    # a process without a batch of its own samples one with the others, for nothing
+    idle = (lambda: sampler.sample(prompts[-size:])) if sampler.lockstep else None
+    for part in gather_chunks(-(-len(prompts) // size), score, idle):
         kl_sum += part.kl_sum
         entropy_sum += part.entropy_sum
         tokens += part.tokens
