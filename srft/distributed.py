@@ -80,6 +80,12 @@ def from_main(obj: T) -> T:
     return box[0]
 
 
+def by_main(work: Callable[[], T]) -> T:
+    """`work()` done by the main process alone (a judge's calls, which may cost money, need not
+    be made once per process), its result on every process."""
+    return from_main(work() if is_main() else None)
+
+
 def gather_chunks(
     n_chunks: int, work: Callable[[int], T], idle: Callable[[], object] | None = None
 ) -> list[T]:

@@ -14,6 +14,7 @@ from srft.distributed import (
     all_gather,
     all_sum,
     barrier,
+    by_main,
     from_main,
     gather_chunks,
     is_main,
@@ -59,10 +60,13 @@ def _worker(process: int, port: int, results) -> None:
         rows = torch.tensor(mine)
         x, mask = X[rows], MASK[rows]
         kl = x.abs() * mask
+        worked: list[int] = []
         idle: list[int] = []
         gather_chunks(5, lambda c: c, idle=lambda: idle.append(rank()))
         results[process] = {
             "idle": idle,
+            "by_main": by_main(lambda: worked.append(rank()) or f"done by {rank()}"),
+            "worked": worked,
             "share": mine,
             "sum": all_sum([process + 1, 10.0]),
             "gather": all_gather(process),
@@ -92,6 +96,8 @@ def test_collectives_agree_on_every_process(two_processes):
     assert first["sum"] == second["sum"] == [3.0, 20.0]
     assert first["gather"] == second["gather"] == [0, 1]
     assert first["from_main"] == second["from_main"] == "decided by 0"
+    assert first["by_main"] == second["by_main"] == "done by 0"
+    assert first["worked"] == [0] and second["worked"] == []  # the main process alone
     expected = [(0, 0), (1, 1), (2, 0), (3, 1), (4, 0)]
     assert first["chunks"] == second["chunks"] == expected
     # in step: process 1, with chunks 1 and 3 to process 0's three, idles once

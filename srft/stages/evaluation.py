@@ -12,6 +12,7 @@ from srft.config import SrftConfig
 from srft.data.pairs import read_pairs
 from srft.data.prompts import evaluation_prompts
 from srft.decisions import deploy_decision
+from srft.distributed import by_main
 from srft.evaluation.alignment import (
     capability_retention,
     pearson,
@@ -136,7 +137,7 @@ def _interpretability(config: SrftConfig, samples: list[PolicySample]) -> Interp
     criteria = None
     if config.evaluation.judge_criteria:
         criteria_fn = build_judge_criteria(config)
-        table = criteria_fn(prompts, responses)
+        table = by_main(lambda: criteria_fn(prompts, responses))
         criteria = {name: pearson(rewards, [row[name] for row in table]) for name in table[0]}
     ranked = sorted(range(len(rewards)), key=lambda i: rewards[i])
     unique: list[int] = []

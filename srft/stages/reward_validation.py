@@ -6,6 +6,7 @@ from __future__ import annotations
 from srft.annotation import build_judge
 from srft.artifacts import atomic_write_json, atomic_write_text
 from srft.data.pairs import read_pairs
+from srft.distributed import by_main
 from srft.evaluation.reward_probes import (
     consistency,
     edge_cases,
@@ -43,7 +44,7 @@ def run(ctx: StageContext) -> StageResult:
     judged, judge_pairs = None, None
     judge = build_judge(config)
     if judge is not None:
-        judged, judge_pairs = judge_accuracy(judge, val, val_c, val_r)
+        judged, judge_pairs = by_main(lambda: judge_accuracy(judge, val, val_c, val_r))
     found = consistency(scorer, val[:64])
     lengths = length_bias(scorer, val, val_c, val_r)
     outputs = RewardValidationOutputs(
