@@ -58,6 +58,10 @@ def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[
     model sharded or not, over any number of processes."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
+    if not optimizer.state:
+        # Before its first step an optimizer has nothing to save, and torch would make it take
+        # a step of nothing to have something, which would count in its bias correction.
+        return {}
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     return get_optimizer_state_dict(model, optimizer, options=options)
 
@@ -67,6 +71,10 @@ def load_optimizer_state(
 ) -> None:
     """Put an `optimizer_state` back: each process keeps its shard of it."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    if not state:  # saved before the first step
+        optimizer.state.clear()
+        return
 
     options = StateDictOptions(full_state_dict=True)
     set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=options)

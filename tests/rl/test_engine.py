@@ -149,6 +149,24 @@ def test_checkpoint_resume_restores_the_engine(tmp_path):
     assert torch.allclose(again.logprobs, next_batch.logprobs, atol=1e-5)
 
 
+def test_a_checkpoint_before_the_first_step_changes_nothing(tmp_path):
+    torch.set_num_threads(1)
+    saved = make_engine("PPO", learning_rate=3e-3)
+    saved.save(tmp_path / "ckpt")  # as training does before its first step
+    resumed = make_engine("PPO", learning_rate=3e-3, seed=1)
+    resumed.load_weights(tmp_path / "ckpt")
+    resumed.load_state(tmp_path / "ckpt")
+    plain = make_engine("PPO", learning_rate=3e-3)
+    for engine in (saved, resumed, plain):
+        for _ in range(2):
+            engine.step(PROMPTS * 8)
+    for engine in (saved, resumed):
+        for ours, theirs in zip(
+            engine.unwrapped.parameters(), plain.unwrapped.parameters(), strict=True
+        ):
+            assert torch.equal(ours, theirs)
+
+
 def make_lora_engine(learning_rate: float = 3e-3):
     from srft.config import LoraSettings
     from srft.models.lora import add_lora
