@@ -174,10 +174,13 @@ def one_key_changes(config: SrftConfig) -> list[list[Change]]:
 
 
 def _strategy_changes(config: SrftConfig, cpu_offload: bool) -> list[Change]:
-    """The other strategies (deepspeed with each ZeRO stage), offloading or not."""
+    """The other strategies (deepspeed with each ZeRO stage), offloading or not; fsdp only where
+    it can run (several devices, no LoRA)."""
     changes = []
     for strategy, stage in (("ddp", 2), ("fsdp", 2), ("deepspeed", 2), ("deepspeed", 3)):
         if strategy == config.compute.strategy or (strategy == "ddp" and cpu_offload):
+            continue
+        if strategy == "fsdp" and not _fsdp_can_run(config):
             continue
         other = _with(
             config, "compute", strategy=strategy, zero_stage=stage, cpu_offload=cpu_offload
@@ -203,10 +206,12 @@ def _batch_changes(config: SrftConfig) -> list[Change]:
 
 
 def all_changes(config: SrftConfig) -> list[Change]:
-    """Every memory-saving change at once, under each sharding strategy with offload; the key
-    is the first one changed."""
+    """Every memory-saving change at once, under each sharding strategy with offload (LoRA
+    with deepspeed: fsdp shards the whole model); the key is the first one changed."""
     combined = []
     for strategy, stage in (("fsdp", 2), ("deepspeed", 3)):
+        if strategy == "fsdp" and not _fsdp_can_run(config):
+            continue
         other = _with(config, "compute", strategy=strategy, zero_stage=stage, cpu_offload=True)
         labels = [_label(other, lora=False)]
         if not config.compute.gradient_checkpointing:
@@ -214,12 +219,17 @@ def all_changes(config: SrftConfig) -> list[Change]:
             labels.append("gradient_checkpointing")
         for change in _batch_changes(other):
             other, labels = change.config, [*labels, change.label]
-        if config.model.lora is None:
+        if config.model.lora is None and strategy != "fsdp":
             other = _with(other, "model", lora=LoraSettings())
             labels.append("LoRA")
         changed = [key for key in CHANGED_KEYS if other.value_at(key) != config.value_at(key)]
         combined.append(Change(changed[0] if changed else "", ", ".join(labels), other))
     return combined
+
+
+def _fsdp_can_run(config: SrftConfig) -> bool:
+    """fsdp as `srft run` takes it: over several devices, without LoRA."""
+    return config.compute.num_devices > 1 and config.model.lora is None
 
 
 def _with(config: SrftConfig, section: str, **values) -> SrftConfig:

@@ -361,6 +361,16 @@ def test_the_message_names_the_first_key_whose_change_fits():
     assert fit_message(config, SMALL, SMALL, 25 * GB) is None
 
 
+def test_the_message_offers_fsdp_only_where_srft_run_takes_it():
+    # fsdp would fit, but not with LoRA or on one device: srft run refuses both
+    for config, memory in (
+        (small_config(model={"lora": {"r": 4}}), 3 * GB),
+        (small_config(compute={"num_devices": 1}, sft={"batch_size": 2}), 15 * GB),
+    ):
+        message = fit_message(config, SMALL, SMALL, memory)
+        assert message.startswith("compute.strategy: ") and "fsdp" not in message, message
+
+
 def test_the_message_combines_the_changes_when_no_one_change_fits():
     # ZeRO-3 with offload and LoRA leaves the frozen reward model, 2e9 / 4, and little else
     message = fit_message(small_config(), SMALL, SMALL, 1 * GB)
