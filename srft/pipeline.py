@@ -340,12 +340,12 @@ class Pipeline:
     def _resolve_inputs(self, config: SrftConfig) -> SrftConfig:
         if not config.uses_world:
             return config
-        from srft.world.materialize import materialize_world
+        from srft.world.materialize import materialize_world, resolve_world_paths
 
         if is_main():
             materialize_world(config, self.run.world)
         barrier()  # the others find the world written and only read it
-        return validate_config(materialize_world(config, self.run.world).to_dict(), "config")
+        return validate_config(resolve_world_paths(config, self.run.world).to_dict(), "config")
 
     def _fingerprint(self, spec: StageSpec, config: SrftConfig, changes: dict[str, Any]) -> str:
         """A hash of the stage's inputs: its config sections, the settings decisions changed,
