@@ -298,14 +298,15 @@ class ComputeConfig(Section):
     strategy: Literal["ddp", "fsdp", "deepspeed"] = Field(
         "ddp",
         description="How several processes share the training: 'ddp' replicates the model; "
-        "'fsdp' (accelerate's FSDP2, full shard) shards the models that train (SFT, RM, the RL "
-        "policy and value model); 'deepspeed' (ZeRO) is estimated by srft plan, not yet trained",
+        "'fsdp' (accelerate's FSDP2, full shard) and 'deepspeed' (ZeRO through accelerate's "
+        "plugin) shard the models that train (SFT, RM, the RL policy and value model)",
     )
     zero_stage: Literal[2, 3] = Field(
         2, description="DeepSpeed ZeRO stage: 2 shards gradients and optimizer, 3 also weights"
     )
     deepspeed_config: str | None = Field(
-        None, description="A DeepSpeed JSON file used instead of zero_stage and cpu_offload"
+        None, description="A DeepSpeed JSON file used instead of zero_stage and cpu_offload; its "
+        "optimizer, scheduler, batch sizes, accumulation and clipping come from each stage's keys",
     )
     cpu_offload: bool = Field(
         False,
@@ -518,6 +519,12 @@ class SrftConfig(Section):
             raise ValueError(
                 "compute.strategy: 'fsdp' shards the whole model, and model.lora trains an "
                 "adapter on a frozen one; with lora, use ddp"
+            )
+        compute = self.compute
+        if compute.strategy == "deepspeed" and compute.zero_stage == 3 and self.model.lora:
+            raise ValueError(
+                "compute.zero_stage: 3 partitions the weights, and model.lora merges its adapter "
+                "into whole ones; with lora, use zero_stage: 2 or ddp"
             )
         return self
 

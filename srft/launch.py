@@ -83,36 +83,31 @@ def check_devices(compute: ComputeConfig, device_type: str) -> None:
             f"compute.num_devices: {compute.num_devices} processes, but this machine has "
             f"{available} {what}"
         )
-    if compute.strategy == "deepspeed":
-        if device_type != "cuda":
-            raise SrftError(
-                f"compute.strategy: 'deepspeed' needs CUDA devices (compute.device is "
-                f"{device_type}); use ddp or fsdp"
-            )
-        if importlib.util.find_spec("deepspeed") is None:
-            raise SrftError(
-                "compute.strategy: 'deepspeed' needs the deepspeed package (pip install deepspeed)"
-            )
+    if compute.strategy == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+        raise SrftError(
+            "compute.strategy: 'deepspeed' needs the deepspeed package "
+            "(pip install --no-build-isolation deepspeed, with torch installed first)"
+        )
 
 
 def check_strategy(compute: ComputeConfig, device_type: str) -> None:
-    """Refuse a strategy `srft run` does not train with (deepspeed: `srft plan` estimates it)
-    or one that cannot work as configured."""
-    if compute.strategy == "deepspeed":
+    """Refuse a strategy that cannot work as configured."""
+    if compute.strategy in ("fsdp", "deepspeed") and compute.num_devices == 1:
         raise SrftError(
-            "compute.strategy: 'deepspeed' training is not available in this version of srft "
-            "run, which trains with ddp or fsdp; `srft plan` estimates deepspeed"
-        )
-    if compute.strategy == "fsdp" and compute.num_devices == 1:
-        raise SrftError(
-            "compute.strategy: 'fsdp' shards the model over compute.num_devices processes, "
-            "and num_devices is 1; set num_devices above 1 or strategy: ddp"
+            f"compute.strategy: '{compute.strategy}' shards the training over "
+            "compute.num_devices processes, and num_devices is 1; set num_devices above 1 or "
+            "strategy: ddp"
         )
     if compute.cpu_offload and device_type == "cpu":
         raise SrftError(
             "compute.cpu_offload: true, but compute.device is the CPU, where everything already "
             "lives; set it false"
         )
+    if compute.strategy == "deepspeed":
+        from srft.models.zero import read_deepspeed_file
+
+        if compute.deepspeed_config:
+            read_deepspeed_file(compute.deepspeed_config)
 
 
 def launcher_command(num_processes: int, srft_args: Sequence[str]) -> list[str]:
@@ -256,6 +251,10 @@ def start_processes(compute: ComputeConfig, on_cpu: bool) -> None:
         )
     if compute.strategy == "fsdp":
         _shard_with_fsdp(compute, on_cpu)
+    elif compute.strategy == "deepspeed":
+        from srft.models.zero import start_deepspeed
+
+        start_deepspeed(compute, on_cpu)
     if not state.is_main_process:
         logging.getLogger("srft").setLevel(logging.WARNING)
 

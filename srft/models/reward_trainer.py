@@ -16,7 +16,7 @@ from srft.data.pairs import PreferencePair
 from srft.distributed import is_main
 from srft.models.lora import add_lora, save_merged
 from srft.models.reward import bradley_terry_loss, encode_pair_text, pad_batch
-from srft.models.training import quiet, training_arguments
+from srft.models.training import ready, training_arguments
 
 
 @dataclass
@@ -149,7 +149,7 @@ def fit_reward_model(
         greater_is_better=True,
         save_total_limit=rt.max_epochs + 1,
     )
-    trainer = quiet(
+    trainer = ready(
         BradleyTerryTrainer(
             model=model,
             args=args,

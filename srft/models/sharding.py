@@ -1,6 +1,7 @@
-"""Models sharded over the processes by FSDP (accelerate's plugin, torch's FSDP2): whether a model
-is, its full state dict gathered for saving, and the optimizer's state in a form that loads
-whether the model is sharded or not, and over any number of processes."""
+"""Models sharded over the processes, by FSDP (accelerate's plugin, torch's FSDP2) or DeepSpeed's
+ZeRO-3: whether a model is, its full state dict gathered for saving, and (FSDP) the optimizer's
+state in a form that loads whether the model is sharded or not, and over any number of
+processes."""
 
 from __future__ import annotations
 
@@ -11,10 +12,17 @@ import torch
 from torch import nn
 
 from srft.distributed import barrier, is_main
+from srft.models.zero import gathered_state_dict, is_zero3_partitioned, load_gathered
 
 
 def is_sharded(model: nn.Module) -> bool:
-    """Whether `model`'s parameters are shards (DTensors) of a model spread over the processes."""
+    """Whether `model`'s parameters are shards of a model spread over the processes (FSDP's
+    DTensors or ZeRO-3's partitions): it then runs only with every process at once."""
+    return is_fsdp_sharded(model) or is_zero3_partitioned(model)
+
+
+def is_fsdp_sharded(model: nn.Module) -> bool:
+    """Whether `model`'s parameters are FSDP's shards (DTensors)."""
     from torch.distributed.tensor import DTensor
 
     return any(isinstance(p, DTensor) for p in model.parameters())
@@ -24,6 +32,9 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The whole of `model`'s state dict on the CPU of the main process ({} on the others).
     Every process calls it: a sharded model gathers its shards."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    if is_zero3_partitioned(model):
+        return gathered_state_dict(model)
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     return get_model_state_dict(model, options=options)
@@ -46,7 +57,8 @@ def save_sharded(model, directory: Path):
 
 
 def unsharded_class(model: nn.Module) -> type:
-    """The model's own class: FSDP2 puts a subclass of it and of FSDPModule in its place."""
+    """The model's own class: FSDP2 puts a subclass of it and of FSDPModule in its place
+    (ZeRO-3 keeps the class)."""
     from torch.distributed.fsdp import FSDPModule
 
     return next(c for c in type(model).__mro__ if not issubclass(c, FSDPModule))
@@ -85,5 +97,8 @@ def load_module_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     process keeps its shard when the model is sharded."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
+    if is_zero3_partitioned(model):
+        load_gathered(model, state)
+        return
     options = StateDictOptions(full_state_dict=True, strict=False)
     set_model_state_dict(model, state, options=options)

@@ -11,6 +11,7 @@ from srft.artifacts import checkpoint_folders
 from srft.config import ComputeConfig, SrftConfig
 from srft.distributed import world_size
 from srft.models.loading import resolve_device
+from srft.models.zero import deepspeed_enabled, forget_zero3_loading, prepare_deepspeed_for
 
 OPTIMIZERS = {"adamw": "adamw_torch", "adam": "adamw_torch", "sgd": "sgd"}
 
@@ -58,9 +59,11 @@ def training_arguments(
     )
     if config.compute.gradient_checkpointing:
         settings["gradient_checkpointing"] = True
-    if config.compute.strategy == "fsdp" and world_size() > 1:
-        # the FSDP state the processes set up when they started (srft.launch)
+    if config.compute.strategy in ("fsdp", "deepspeed") and world_size() > 1:
+        # the FSDP or DeepSpeed state the processes set up when they started (srft.launch)
         settings["accelerator_config"] = {"use_configured_state": True}
+    if deepspeed_enabled():
+        prepare_deepspeed_for()  # the Trainer fills in its batch sizes, accumulation, clipping
     settings.update(extra)
     return TrainingArguments(**settings)
 
@@ -68,14 +71,23 @@ def training_arguments(
 def resumable_checkpoint(folder: Path, compute: ComputeConfig) -> str | None:
     """The latest Trainer checkpoint in `folder` that training under `compute.strategy` can
     resume, or None (training starts over). The Trainer writes its optimizer state in a file
-    of each strategy's own (`optimizer.pt` under ddp, FSDP's `optimizer.bin` under fsdp), and
-    resumes only from its own."""
-    state_file = "optimizer.bin" if compute.strategy == "fsdp" else "optimizer.pt"
+    of each strategy's own (`optimizer.pt` under ddp, FSDP's `optimizer.bin` under fsdp,
+    DeepSpeed's checkpoint, named by `latest`, under deepspeed), and resumes only from its
+    own."""
+    state_file = STATE_FILES[compute.strategy]
     found = [c for c in checkpoint_folders(folder) if (c / state_file).exists()]
     return str(found[-1]) if found else None
 
 
-def quiet(trainer: Trainer) -> Trainer:
-    """Drop the Trainer's stdout printer: srft reports progress and metrics itself."""
+#: the file in which a Trainer checkpoint holds its optimizer state, by strategy
+STATE_FILES = {"ddp": "optimizer.pt", "fsdp": "optimizer.bin", "deepspeed": "latest"}
+
+
+def ready(trainer: Trainer) -> Trainer:
+    """A Trainer as srft runs one: without its stdout printer (srft reports progress and
+    metrics itself), and, under ZeRO-3, with `from_pretrained` loading whole models again (the
+    Trainer's DeepSpeed config would have it partition every model loaded later)."""
     trainer.remove_callback(PrinterCallback)
+    if deepspeed_enabled():
+        forget_zero3_loading()
     return trainer

@@ -28,14 +28,17 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from srft.config import ComputeConfig, DataConfig, RLTrainingConfig
 from srft.distributed import all_gather, barrier, is_main, rank, share, world_size
 from srft.models.lora import is_lora, load_adapter_weights, save_merged
+from srft.errors import SrftError
 from srft.models.sharding import (
     full_state_dict,
+    is_fsdp_sharded,
     is_sharded,
     load_module_state,
     load_optimizer_state,
     optimizer_state,
     part,
 )
+from srft.models.zero import deepspeed_enabled, prepare_deepspeed_for, rl_deepspeed_settings
 from srft.rl.advantages import gae, masked_mean
 from srft.rl.kl import (
     AdaptiveKLController,
@@ -110,9 +113,19 @@ class RLEngine:
             reference.to(device).eval().requires_grad_(False)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=rl.learning_rate, eps=1e-5)
+        self.deepspeed = deepspeed_enabled()
+        if self.deepspeed:
+            prepare_deepspeed_for(
+                **rl_deepspeed_settings(
+                    rl.mini_batch_size,
+                    rl.gradient_accumulation_steps,
+                    rl.max_grad_norm,
+                    world_size(),
+                )
+            )
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.sharded = is_sharded(self.unwrapped)
-        if self.sharded:
+        if is_fsdp_sharded(self.unwrapped):
             # The update's losses take the forward's outputs out of place only, which FSDP's
             # warning about returning views (slices of the logits and values) is about.
             warnings.filterwarnings(
@@ -245,7 +258,10 @@ class RLEngine:
     def _minibatch_step(self, batch: Batch, idx, positions, keep, sync: bool) -> dict[str, float]:
         rl = self.rl
         mask = batch.mask[idx]
-        context = self.accelerator.no_sync(self.model) if not sync else nullcontext()
+        # DeepSpeed accumulates and clips as its config says (rl_deepspeed_settings)
+        context = (
+            self.accelerator.no_sync(self.model) if not (sync or self.deepspeed) else nullcontext()
+        )
         with context:
             logits, values = self.model(
                 batch.input_ids[idx], batch.attention_mask[idx], positions[idx], keep
@@ -270,8 +286,11 @@ class RLEngine:
             loss = policy.loss + rl.vf_coef * value_loss
             if rl.entropy_bonus:
                 loss = loss - rl.entropy_bonus * masked_mean(entropy(logits), mask)
-            self.accelerator.backward(loss / rl.gradient_accumulation_steps)
-        if sync:
+            if self.deepspeed:
+                self._deepspeed_backward(loss, sync)
+            else:
+                self.accelerator.backward(loss / rl.gradient_accumulation_steps)
+        if sync and not self.deepspeed:
             if rl.max_grad_norm is not None:
                 self.accelerator.clip_grad_norm_(self.model.parameters(), rl.max_grad_norm)
             self.optimizer.step()
@@ -283,6 +302,15 @@ class RLEngine:
             "approx_kl": policy.approx_kl,
             "value_clip_fraction": value_clip_fraction,
         }
+
+    def _deepspeed_backward(self, loss: torch.Tensor, sync: bool) -> None:
+        """DeepSpeed's backward (the loss divided by the accumulation steps) and, at the end of
+        an accumulation, its step (gradients averaged over the processes, clipped, applied)."""
+        engine = self.model
+        engine.set_gradient_accumulation_boundary(sync)
+        engine.backward(loss)
+        if sync:
+            engine.step()
 
     def export_policy(self, directory: Path) -> None:
         """The trained policy as a plain checkpoint with its tokenizer (a LoRA adapter is merged
@@ -319,7 +347,18 @@ class RLEngine:
         shards); the main one writes."""
         model = self.unwrapped
         weights = full_state_dict(model) if self.sharded else None
-        optimizer = optimizer_state(model, self.optimizer.optimizer)
+        if self.deepspeed:
+            # each process writes its partition of the optimizer state, as DeepSpeed does
+            self.model.save_checkpoint(
+                str(directory / DEEPSPEED_STATE),
+                tag=DEEPSPEED_TAG,
+                save_latest=False,
+                exclude_frozen_parameters=True,
+            )
+            barrier()
+            optimizer = None
+        else:
+            optimizer = optimizer_state(model, self.optimizer.optimizer)
         generators = all_gather(self.generator.get_state())
         if not is_main():
             return
@@ -336,7 +375,8 @@ class RLEngine:
             )
         if model.critic is not None:
             model.critic.save_pretrained(directory / "critic", state_dict=gathered.get("critic"))
-        torch.save(optimizer, directory / "optimizer.pt")
+        if optimizer is not None:
+            torch.save(optimizer, directory / "optimizer.pt")
         state = {
             "steps_done": self.steps_done,
             "kl_coef": self.kl_controller.coef,
@@ -344,6 +384,7 @@ class RLEngine:
             "rl_training": self.rl.model_dump(mode="json"),
             "kl_aim_nats": self.kl_aim_nats,
             "processes": len(generators),
+            "deepspeed": self.deepspeed,
         }
         (directory / "engine.json").write_text(json.dumps(state, indent=2))
         save_file(
@@ -352,7 +393,10 @@ class RLEngine:
         )
 
     def load_weights(self, directory: Path) -> None:
-        """Put the policy (and critic) weights of a checkpoint back, in place."""
+        """Put the policy (and critic) weights of a checkpoint back, in place (under DeepSpeed,
+        `load_state` puts them back with the rest)."""
+        if self.deepspeed:
+            return
         model = self.unwrapped
         if is_lora(model.policy):
             load_adapter_weights(model.policy, directory / "model")
@@ -364,15 +408,11 @@ class RLEngine:
     def load_state(self, directory: Path) -> dict[str, Any]:
         """Restore what `save` wrote besides the policy and critic weights (loaded by the
         caller when it built the model): value head, optimizer, counters, sampler state."""
-        model = self.unwrapped
-        if model.value_head is not None:
-            head = load_file(directory / "value_head.safetensors")
-            load_module_state(model, {f"value_head.{k}": v for k, v in head.items()})
-        # on the CPU first: every process would otherwise put its copy where the main one saved
-        # it; loading moves the state to the parameters' device
-        saved = torch.load(directory / "optimizer.pt", map_location="cpu", weights_only=True)
-        load_optimizer_state(model, self.optimizer.optimizer, saved)
         state = json.loads((directory / "engine.json").read_text())
+        if self.deepspeed:
+            self._load_deepspeed_state(directory, state)
+        else:
+            self._load_optimizer_state(directory)
         self.steps_done = state["steps_done"]
         self.kl_controller.coef = state["kl_coef"]
         self.learning_rate = state["learning_rate"]
@@ -384,6 +424,45 @@ class RLEngine:
             self.generator.manual_seed(sampler_seed(self.seed, rank()) + self.steps_done)
         return state
 
+    def _load_optimizer_state(self, directory: Path) -> None:
+        model = self.unwrapped
+        if not (directory / "optimizer.pt").exists():
+            raise SrftError(
+                f"{directory} was written under compute.strategy: deepspeed, whose optimizer "
+                "state resumes under deepspeed only; resume with that strategy, or remove the "
+                "stage's folder to train it anew"
+            )
+        if model.value_head is not None:
+            head = load_file(directory / "value_head.safetensors")
+            load_module_state(model, {f"value_head.{k}": v for k, v in head.items()})
+        # on the CPU first: every process would otherwise put its copy where the main one saved
+        # it; loading moves the state to the parameters' device
+        saved = torch.load(directory / "optimizer.pt", map_location="cpu", weights_only=True)
+        load_optimizer_state(model, self.optimizer.optimizer, saved)
+
+    def _load_deepspeed_state(self, directory: Path, state: dict[str, Any]) -> None:
+        """DeepSpeed's own checkpoint: the trained weights, each process's partition of the
+        optimizer state and its full-precision weights; it loads over the processes that
+        wrote it."""
+        wrote = "deepspeed" if state.get("deepspeed") else "ddp or fsdp"
+        if wrote != "deepspeed" or state["processes"] != world_size():
+            raise SrftError(
+                f"{directory} was written under {wrote} on {state['processes']} processes, and "
+                f"this run trains under deepspeed on {world_size()}: a DeepSpeed checkpoint "
+                "resumes on the number of processes that wrote it; resume with those, or "
+                "remove the stage's folder to train it anew"
+            )
+        self.model.load_checkpoint(
+            str(directory / DEEPSPEED_STATE),
+            tag=DEEPSPEED_TAG,
+            load_module_strict=False,  # frozen weights (under LoRA) are the policy's own
+            load_optimizer_states=True,
+            load_lr_scheduler_states=False,
+        )
+
+
+#: DeepSpeed's checkpoint inside an RL checkpoint: its folder and tag
+DEEPSPEED_STATE, DEEPSPEED_TAG = "deepspeed", "state"
 
 #: the parts of `PolicyWithValue` a checkpoint saves
 SUBMODULES = ("policy", "value_head", "critic")

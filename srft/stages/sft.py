@@ -14,7 +14,7 @@ from srft.errors import SrftError
 from srft.evaluation.benchmarks import run_benchmarks
 from srft.models.loading import apply_threads, load_policy, load_tokenizer, resolve_device
 from srft.models.lora import add_lora, save_merged
-from srft.models.training import quiet, resumable_checkpoint, training_arguments
+from srft.models.training import ready, resumable_checkpoint, training_arguments
 from srft.outputs import SFTOutputs
 from srft.progress import TrainerProgress
 from srft.stages.base import StageContext, StageResult, StageSpec
@@ -45,7 +45,7 @@ def run(ctx: StageContext) -> StageResult:
     )
     val, train = examples[:n_val], examples[n_val:]
 
-    trainer = quiet(
+    trainer = ready(
         Trainer(
             model=model,
             args=training_arguments(

@@ -1,6 +1,7 @@
-"""The engine with its model sharded by FSDP over two CPU processes (gloo), against the same
-engine under ddp: the same samples from the same weights, the same update, and a checkpoint
-that holds the whole model and resumes the sharded engine, or a one-process one."""
+"""The engine with its model sharded over two CPU processes (gloo), by FSDP or DeepSpeed's ZeRO-2
+and ZeRO-3, against the same engine under ddp: the same samples from the same weights, the same
+update, and a checkpoint that holds the whole model and resumes the sharded engine (FSDP's also
+a one-process one; DeepSpeed's is refused there, saying why)."""
 
 import copy
 import os
@@ -13,6 +14,7 @@ import torch.multiprocessing as mp
 from transformers import LlamaForCausalLM
 
 from srft.config import ComputeConfig
+from srft.errors import SrftError
 from srft.launch import start_processes
 from srft.models.sharding import full_state_dict
 from srft.rl.engine import RLEngine
@@ -20,6 +22,14 @@ from srft.rl.policy import PolicyWithValue
 from tests.rl.test_engine import LENGTHS, PROMPTS, fruit_share, make_engine
 
 STEP = PROMPTS * 8  # the global batch of 32 prompts
+
+#: strategy name -> the compute keys of two processes under it
+LAYOUTS = {
+    "ddp": {"strategy": "ddp"},
+    "fsdp": {"strategy": "fsdp"},
+    "zero2": {"strategy": "deepspeed", "zero_stage": 2},
+    "zero3": {"strategy": "deepspeed", "zero_stage": 3},
+}
 
 
 def _free_port() -> int:
@@ -47,7 +57,7 @@ def resumed_engine(checkpoint, like: RLEngine) -> RLEngine:
     return engine
 
 
-def _worker(process: int, port: int, strategy: str, directory) -> None:
+def _worker(process: int, port: int, layout: str, directory) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -57,16 +67,18 @@ def _worker(process: int, port: int, strategy: str, directory) -> None:
         LOCAL_WORLD_SIZE="2",
     )
     torch.set_num_threads(1)
-    start_processes(ComputeConfig(num_devices=2, strategy=strategy, device="cpu"), on_cpu=True)
+    compute = ComputeConfig(num_devices=2, device="cpu", **LAYOUTS[layout])
+    start_processes(compute, on_cpu=True)
     try:
         engine = make_engine("PPO", learning_rate=3e-3)
         first, _ = engine.step(STEP)
         checkpoint = directory / "checkpoint"
         engine.save(checkpoint)
-        weights = full_state_dict(engine.unwrapped)
+        # a copy: a model that is not sharded gives its live tensors, and it trains on below
+        weights = {k: v.clone() for k, v in full_state_dict(engine.unwrapped).items()}
         dist.barrier()
         result = {"sharded": engine.sharded, "responses": first.responses, "weights": weights}
-        if strategy == "fsdp":
+        if layout != "ddp":
             resumed = resumed_engine(checkpoint, engine)
             result["resumed_steps_done"] = resumed.steps_done
             ours, _ = engine.step(STEP)
@@ -80,12 +92,12 @@ def _worker(process: int, port: int, strategy: str, directory) -> None:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, dict]:
-    """One step of the engine on two processes under ddp and under fsdp; what each saw."""
+    """One step of the engine on two processes under each layout; what each saw."""
     found = {}
-    for strategy in ("ddp", "fsdp"):
-        directory = tmp_path_factory.mktemp(strategy)
-        mp.spawn(_worker, args=(_free_port(), strategy, directory), nprocs=2, join=True)
-        found[strategy] = {
+    for layout in LAYOUTS:
+        directory = tmp_path_factory.mktemp(layout)
+        mp.spawn(_worker, args=(_free_port(), layout, directory), nprocs=2, join=True)
+        found[layout] = {
             "dir": directory,
             **{str(r): torch.load(directory / f"result-{r}.pt") for r in (0, 1)},
         }
@@ -93,23 +105,46 @@ def runs(tmp_path_factory) -> dict[str, dict]:
 
 
 @pytest.mark.slow
-def test_fsdp_shards_the_model_and_samples_as_ddp_does(runs):
-    assert runs["fsdp"]["0"]["sharded"] and not runs["ddp"]["0"]["sharded"]
+@pytest.mark.parametrize("layout", ["fsdp", "zero2", "zero3"])
+def test_a_sharded_engine_samples_as_ddp_does(runs, layout):
+    # ZeRO-2 keeps the whole model on every process; FSDP and ZeRO-3 shard it
+    assert runs[layout]["0"]["sharded"] == (layout != "zero2")
+    assert not runs["ddp"]["0"]["sharded"]
     for process in ("0", "1"):  # each process's share of the batch, from the same weights
-        assert runs["fsdp"][process]["responses"] == runs["ddp"][process]["responses"]
+        assert runs[layout][process]["responses"] == runs["ddp"][process]["responses"]
 
 
 @pytest.mark.slow
-def test_fsdp_makes_the_update_ddp_makes(runs):
-    ddp, fsdp = runs["ddp"]["0"]["weights"], runs["fsdp"]["0"]["weights"]
-    assert set(ddp) == set(fsdp) and "value_head.weight" in ddp
+@pytest.mark.parametrize("layout", ["fsdp", "zero2", "zero3"])
+def test_a_sharded_engine_makes_the_update_ddp_makes(runs, layout):
+    ddp, sharded = runs["ddp"]["0"]["weights"], runs[layout]["0"]["weights"]
+    assert set(ddp) == set(sharded) and "value_head.weight" in ddp
     start = make_engine("PPO", learning_rate=3e-3).unwrapped.state_dict()
     for name, weight in ddp.items():
         moved = (weight - start[name]).abs().max()
-        gap = (fsdp[name] - weight).abs().max()
+        gap = (sharded[name] - weight).abs().max()
         # Adam's first steps move a weight by about the learning rate whatever its gradient's
         # size, so an allreduce and a reduce-scatter may part a weight whose gradient is ~0
         assert gap <= max(0.1 * moved, 1e-5), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["zero2", "zero3"])
+def test_a_deepspeed_checkpoint_is_whole_and_resumes_under_deepspeed(runs, layout):
+    checkpoint = runs[layout]["dir"] / "checkpoint"
+    policy = LlamaForCausalLM.from_pretrained(checkpoint / "model")
+    whole = make_engine("PPO", learning_rate=3e-3).unwrapped.policy
+    assert policy.num_parameters() == whole.num_parameters()
+    for name, weight in policy.state_dict().items():
+        assert torch.equal(weight, runs[layout]["0"]["weights"][f"policy.{name}"]), name
+    result = runs[layout]["0"]
+    assert result["resumed_steps_done"] == 1
+    assert result["resumed_same_responses"]
+    assert result["resumed_logprob_gap"] < 1e-4
+    # the optimizer state is DeepSpeed's partitions: one process refuses it, saying why
+    torch.set_num_threads(1)
+    with pytest.raises(SrftError, match="written under compute.strategy: deepspeed"):
+        resumed_engine(checkpoint, make_engine("PPO", learning_rate=3e-3))
 
 
 @pytest.mark.slow
