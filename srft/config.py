@@ -305,7 +305,8 @@ class ComputeConfig(Section):
         2, description="DeepSpeed ZeRO stage: 2 shards gradients and optimizer, 3 also weights"
     )
     deepspeed_config: str | None = Field(
-        None, description="A DeepSpeed JSON file used instead of zero_stage and cpu_offload; its "
+        None,
+        description="A DeepSpeed JSON file used instead of zero_stage and cpu_offload; its "
         "optimizer, scheduler, batch sizes, accumulation and clipping come from each stage's keys",
     )
     cpu_offload: bool = Field(

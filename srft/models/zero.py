@@ -185,9 +185,8 @@ def load_gathered(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     for name, value in state.items():
         tensor = entries[name]
         if hasattr(tensor, "ds_id"):
-            with GatheredParameters([tensor], modifier_rank=0):
-                with torch.no_grad():
-                    tensor.copy_(value)
+            with GatheredParameters([tensor], modifier_rank=0), torch.no_grad():
+                tensor.copy_(value)
         else:
             with torch.no_grad():
                 tensor.copy_(value)

@@ -27,8 +27,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from srft.config import ComputeConfig, DataConfig, RLTrainingConfig
 from srft.distributed import all_gather, barrier, is_main, rank, share, world_size
-from srft.models.lora import is_lora, load_adapter_weights, save_merged
 from srft.errors import SrftError
+from srft.models.lora import is_lora, load_adapter_weights, save_merged
 from srft.models.sharding import (
     full_state_dict,
     is_fsdp_sharded,
