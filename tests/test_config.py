@@ -197,6 +197,15 @@ def test_fsdp_with_lora(tmp_path):
     )
 
 
+def test_zero3_with_lora(tmp_path):
+    text = "compute:\n  num_devices: 2\n  strategy: deepspeed\n  zero_stage: 3\nmodel:\n  lora: {r: 4}\n"
+    assert fault(write(tmp_path, text)).endswith(
+        "compute.zero_stage: 3 partitions the weights, and model.lora merges its adapter into "
+        "whole ones; with lora, use zero_stage: 2 or ddp"
+    )
+    load_config(write(tmp_path, text.replace("zero_stage: 3", "zero_stage: 2")))
+
+
 def test_unsupported_algorithm(tmp_path):
     path = write(tmp_path, "rl_training:\n  algorithm: DPO\n")
     message = fault(path)

@@ -3,6 +3,7 @@ compute.strategy is refused before any work, a layout this machine cannot run is
 worker that dies is named."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -82,9 +83,15 @@ def test_more_processes_than_cores_is_refused():
     check_devices(ComputeConfig(num_devices=cores), "cpu")
 
 
-def test_deepspeed_needs_cuda():
-    with pytest.raises(SrftError, match="compute.strategy: 'deepspeed' needs CUDA devices"):
-        check_devices(ComputeConfig(strategy="deepspeed"), "cpu")
+def test_deepspeed_needs_its_package(monkeypatch):
+    import importlib.util
+
+    found = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "deepspeed" else found(name)
+    )
+    with pytest.raises(SrftError, match="'deepspeed' needs the deepspeed package"):
+        check_devices(ComputeConfig(strategy="deepspeed", num_devices=2), "cpu")
 
 
 def test_the_launcher_starts_srft_on_accelerate():
@@ -170,26 +177,57 @@ def test_an_accelerate_launch_that_does_not_match_is_refused_before_any_work(tmp
 
 
 @pytest.mark.slow
-def test_accelerate_launch_with_its_fsdp_plugin_trains_sharded(tmp_path):
-    flags = ("--use_fsdp", "--num_processes", "2", "--main_process_port", "0")
+@pytest.mark.parametrize(
+    ("plugin", "settings"),
+    [
+        ("--use_fsdp", ["compute.strategy=fsdp"]),
+        # the launcher's ZeRO stage gives way to the config's
+        (
+            "--use_deepspeed --zero_stage 2",
+            ["compute.strategy=deepspeed", "compute.zero_stage=3"],
+        ),
+    ],
+)
+def test_accelerate_launch_with_its_plugin_trains_sharded(tmp_path, plugin, settings):
+    flags = (*plugin.split(), "--num_processes", "2", "--main_process_port", "0")
     small = [arg for setting in SMALL_WORLD for arg in ("--set", setting)]
-    layout = ["--set", "compute.num_devices=2", "--set", "compute.strategy=fsdp"]
+    layout = ["--set", "compute.num_devices=2", *(a for s in settings for a in ("--set", s))]
     done = launch(tmp_path, *flags, srft_flags=[*small, *layout])
     assert done.returncode == 0, done.stderr[-3000:]
     stage = read_json(tmp_path / "run" / "summary.json")["stages"]["1"]
-    assert (stage["status"], stage["processes"], stage["strategy"]) == ("done", 2, "fsdp")
+    strategy = settings[0].split("=")[1]
+    assert (stage["status"], stage["processes"], stage["strategy"]) == ("done", 2, strategy)
+    assert (tmp_path / "run" / "stage1_sft" / "model" / "model.safetensors").exists()
 
 
-def test_deepspeed_training_is_refused_and_fsdp_taken():
-    with pytest.raises(SrftError, match="compute.strategy: 'deepspeed' training is not"):
-        check_strategy(ComputeConfig(strategy="deepspeed", num_devices=2), "cuda")
-    check_strategy(ComputeConfig(strategy="fsdp", num_devices=2), "cpu")
+def test_the_sharded_strategies_are_taken():
+    for strategy in ("fsdp", "deepspeed"):
+        check_strategy(ComputeConfig(strategy=strategy, num_devices=2), "cpu")
     check_strategy(ComputeConfig(), "cpu")
 
 
-def test_fsdp_on_one_process_is_refused():
-    with pytest.raises(SrftError, match="compute.strategy: 'fsdp' shards .* num_devices is 1"):
-        check_strategy(ComputeConfig(strategy="fsdp"), "cuda")
+@pytest.mark.parametrize("strategy", ["fsdp", "deepspeed"])
+def test_sharding_on_one_process_is_refused(strategy):
+    with pytest.raises(SrftError, match=f"'{strategy}' shards .* num_devices is 1"):
+        check_strategy(ComputeConfig(strategy=strategy), "cuda")
+
+
+@pytest.mark.parametrize(
+    ("text", "seen"),
+    [
+        (None, "no such file"),
+        ("{not json", "not JSON (line 1"),
+        ('{"train_batch_size": 8}', "has no 'zero_optimization' section"),
+        ('{"zero_optimization": {"stage": 4}}', "zero_optimization.stage must be 1, 2 or 3, not 4"),
+    ],
+)
+def test_a_bad_deepspeed_file_is_refused_naming_it(tmp_path, text, seen):
+    path = tmp_path / "ds.json"
+    if text is not None:
+        path.write_text(text)
+    compute = ComputeConfig(strategy="deepspeed", num_devices=2, deepspeed_config=str(path))
+    with pytest.raises(SrftError, match=re.escape(f"compute.deepspeed_config: {path}: {seen}")):
+        check_strategy(compute, "cpu")
 
 
 def test_cpu_offload_on_the_cpu_is_refused():

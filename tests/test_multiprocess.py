@@ -7,7 +7,8 @@ compute.num_devices: 2.
 - Stages 2 and 5 on two processes from the one-process run's SFT and reward models: pair files
   byte-identical, and the RL reward and KL per step within the tolerances below.
 - A worker killed mid-RL: the run stops within 60 s naming it, and `srft run` resumes it.
-- Stages 3 to 5 under fsdp (FSDP2 on gloo) train as under ddp, and save whole models.
+- Stages 3 to 5 under fsdp (FSDP2 on gloo) and deepspeed (ZeRO-2 and ZeRO-3, on DeepSpeed's CPU
+  accelerator over gloo) train as under ddp, and save whole models.
 """
 
 import json
@@ -229,21 +230,30 @@ def test_a_killed_worker_stops_the_run_and_srft_run_resumes_it(good_run, tmp_pat
 
 @pytest.fixture(scope="module")
 def strategies(good_run, tmp_path_factory) -> dict[str, Path]:
-    """Stages 3 to 5 of the small world on two processes under ddp and under fsdp, from the
+    """Stages 3 to 5 of the small world on two processes under each strategy, from the
     one-process run's SFT model and pairs."""
     restore(good_run)
     runs = {}
-    for strategy in ("ddp", "fsdp"):
-        run = tmp_path_factory.mktemp(strategy) / "run"
+    for name, settings in SHARDED.items():
+        run = tmp_path_factory.mktemp(name) / "run"
         run.mkdir()
         for part in ("world", "stage1_sft", "stage2_preferences"):
             shutil.copytree(good_run.run.root / part, run / part)
         small = (arg for setting in SMALL_WORLD for arg in ("--set", setting))
-        layout = [*TWO, "--set", f"compute.strategy={strategy}"]
+        layout = [*TWO, *(arg for setting in settings for arg in ("--set", setting))]
         done = srft_run(*small, *layout, "--stages", "3,4,5", "--output-dir", str(run), cwd=run)
         assert done.returncode == 0, done.stderr[-3000:]
-        runs[strategy] = run
+        runs[name] = run
     return runs
+
+
+#: a name -> the compute settings of each sharded layout the stages are run under
+SHARDED = {
+    "ddp": ["compute.strategy=ddp"],
+    "fsdp": ["compute.strategy=fsdp"],
+    "zero2": ["compute.strategy=deepspeed", "compute.zero_stage=2"],
+    "zero3": ["compute.strategy=deepspeed", "compute.zero_stage=3"],
+}
 
 
 def _stage_rows(run: Path, stage: int) -> dict[tuple, float]:
@@ -258,27 +268,30 @@ def _stage_rows(run: Path, stage: int) -> dict[tuple, float]:
 
 
 @pytest.mark.slow
-def test_fsdp_trains_the_reward_model_and_the_policy_as_ddp_does(strategies):
-    ddp, fsdp = strategies["ddp"], strategies["fsdp"]
-    stages = read_json(fsdp / "summary.json")["stages"]
+@pytest.mark.parametrize("layout", ["fsdp", "zero2", "zero3"])
+def test_sharding_trains_the_reward_model_and_the_policy_as_ddp_does(strategies, layout):
+    ddp, sharded = strategies["ddp"], strategies[layout]
+    stages = read_json(sharded / "summary.json")["stages"]
+    strategy = SHARDED[layout][0].split("=")[1]
     for stage in ("3", "4", "5"):
-        assert (stages[stage]["processes"], stages[stage]["strategy"]) == (2, "fsdp")
+        assert (stages[stage]["processes"], stages[stage]["strategy"]) == (2, strategy)
     # the same global batches, gradients averaged alike: the same numbers up to rounding
     for stage in (3, 5):
-        ours, theirs = _stage_rows(fsdp, stage), _stage_rows(ddp, stage)
+        ours, theirs = _stage_rows(sharded, stage), _stage_rows(ddp, stage)
         assert set(ours) == set(theirs) and ours
         for key, value in theirs.items():
             assert ours[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
 
 
 @pytest.mark.slow
-def test_fsdp_saves_whole_models(strategies):
+@pytest.mark.parametrize("layout", ["fsdp", "zero2", "zero3"])
+def test_sharding_saves_whole_models(strategies, layout):
     for folder, auto in (
         ("stage3_reward", AutoModelForSequenceClassification),
         ("stage5_rl", AutoModelForCausalLM),
     ):
         ours, theirs = (
-            auto.from_pretrained(strategies[s] / folder / "model") for s in ("fsdp", "ddp")
+            auto.from_pretrained(strategies[s] / folder / "model") for s in (layout, "ddp")
         )
         assert ours.num_parameters() == theirs.num_parameters()
         weights = theirs.state_dict()
