@@ -7,20 +7,27 @@ before any work: a launcher that asked for several processes and quietly runs on
 (`accelerate launch --cpu --num_processes N`), a number of processes other than num_devices, or
 a launcher plugin other than compute.strategy is refused, saying what was seen.
 
+Each worker then sets up the strategy's plugin from srft's keys: accelerate's FSDP plugin for
+`fsdp`, its DeepSpeed plugin (ZeRO from `zero_stage` and `cpu_offload`, or a DeepSpeed JSON file)
+for `deepspeed`.
+
 When a worker dies, the launcher stops the others within seconds; `srft run` then names the
 process that was lost.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import json
 import os
 import re
 import subprocess
 import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from srft.errors import SrftError
 
@@ -103,11 +110,8 @@ def check_strategy(compute: ComputeConfig, device_type: str) -> None:
             "compute.cpu_offload: true, but compute.device is the CPU, where everything already "
             "lives; set it false"
         )
-    if compute.strategy == "deepspeed":
-        from srft.models.zero import read_deepspeed_file
-
-        if compute.deepspeed_config:
-            read_deepspeed_file(compute.deepspeed_config)
+    if compute.strategy == "deepspeed" and compute.deepspeed_config:
+        read_deepspeed_file(compute.deepspeed_config)
 
 
 def launcher_command(num_processes: int, srft_args: Sequence[str]) -> list[str]:
@@ -252,9 +256,7 @@ def start_processes(compute: ComputeConfig, on_cpu: bool) -> None:
     if compute.strategy == "fsdp":
         _shard_with_fsdp(compute, on_cpu)
     elif compute.strategy == "deepspeed":
-        from srft.models.zero import start_deepspeed
-
-        start_deepspeed(compute, on_cpu)
+        _shard_with_deepspeed(compute, on_cpu)
     if not state.is_main_process:
         logging.getLogger("srft").setLevel(logging.WARNING)
 
@@ -290,3 +292,84 @@ def _shard_with_fsdp(compute: ComputeConfig, on_cpu: bool) -> None:
     # left set they would first build a plugin of their own from its settings.
     os.environ.pop("ACCELERATE_USE_FSDP", None)
     logging.getLogger("accelerate.utils.fsdp_utils").setLevel(logging.WARNING)  # each save
+
+
+#: what the Trainer fills in from its arguments and the RL engine from `rl_training`
+PER_MODEL_KEYS = (
+    "train_batch_size",
+    "train_micro_batch_size_per_gpu",
+    "gradient_accumulation_steps",
+    "gradient_clipping",
+)
+
+
+def deepspeed_settings(compute: ComputeConfig) -> dict[str, Any]:
+    """The DeepSpeed config of a run: `compute.deepspeed_config`'s file, or ZeRO at
+    `zero_stage` with optimizer states (and, under ZeRO-3, weights) in CPU memory when
+    `cpu_offload`. The optimizer and scheduler are srft's, and the per-model keys are left to
+    each model ('auto')."""
+    if compute.deepspeed_config:
+        settings = read_deepspeed_file(compute.deepspeed_config)
+    else:
+        offload = {"device": "cpu", "pin_memory": True} if compute.cpu_offload else None
+        zero: dict[str, Any] = {"stage": compute.zero_stage}
+        if offload:
+            zero["offload_optimizer"] = offload
+            if compute.zero_stage == 3:
+                zero["offload_param"] = offload
+        if compute.zero_stage == 3:
+            zero["stage3_gather_16bit_weights_on_model_save"] = True
+        settings = {"zero_optimization": zero}
+    # srft's own keys choose each model's optimizer, learning rate, batches and clipping
+    for key in ("optimizer", "scheduler"):
+        settings.pop(key, None)
+    settings.update(dict.fromkeys(PER_MODEL_KEYS, "auto"))
+    return settings
+
+
+def read_deepspeed_file(path: str) -> dict[str, Any]:
+    """A DeepSpeed JSON config, refused with the key and file named when it is unreadable or
+    has no ZeRO section."""
+    where = f"compute.deepspeed_config: {path}"
+    try:
+        settings = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SrftError(f"{where}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SrftError(f"{where}: cannot be read ({err})") from None
+    except json.JSONDecodeError as err:
+        raise SrftError(f"{where}: not JSON (line {err.lineno}: {err.msg})") from None
+    if not isinstance(settings, dict) or not isinstance(settings.get("zero_optimization"), dict):
+        raise SrftError(f"{where}: has no 'zero_optimization' section")
+    stage = settings["zero_optimization"].get("stage")
+    if stage not in (1, 2, 3):
+        raise SrftError(f"{where}: zero_optimization.stage must be 1, 2 or 3, not {stage!r}")
+    return settings
+
+
+def _shard_with_deepspeed(compute: ComputeConfig, on_cpu: bool) -> None:
+    """Set up accelerate's DeepSpeed plugin for every model this process prepares (the RL
+    engine's accelerator and the Trainer's, which takes the configured state). accelerate
+    enables its plugin from the launcher's flag, on accelerators only; DeepSpeed runs on CPU
+    processes over gloo too, so the state is told so here, from srft's keys."""
+    from accelerate import Accelerator, PartialState
+    from accelerate.utils import DeepSpeedPlugin, DistributedType
+
+    for key in [k for k in os.environ if k.startswith("ACCELERATE_DEEPSPEED_")]:
+        del os.environ[key]  # the launcher's settings for a plugin: srft's keys configure it
+    # A Trainer would otherwise build a second plugin from the launcher's flag.
+    os.environ.pop("ACCELERATE_USE_DEEPSPEED", None)
+    plugin = DeepSpeedPlugin(hf_ds_config=deepspeed_settings(compute), zero3_init_flag=False)
+    plugin.set_mixed_precision(compute.mixed_precision)
+    # each model starts from these settings (srft.models.zero.prepare_deepspeed_for)
+    plugin.template = copy.deepcopy(plugin.deepspeed_config)  # type: ignore[attr-defined]
+    state = Accelerator(cpu=on_cpu).state
+    state.distributed_type = DistributedType.DEEPSPEED
+    state.deepspeed_plugins = {"default": plugin}
+    plugin.select(_from_accelerator_state=True)
+    PartialState._shared_state["distributed_type"] = DistributedType.DEEPSPEED
+    # selecting the plugin has transformers partition every model from_pretrained loads under
+    # ZeRO-3; DeepSpeed partitions the models that train when they are prepared
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()

@@ -18,8 +18,8 @@ its fp32 master weights with the moments as optimizer states (4 + 8); without fp
 keeps fp32 throughout: weights 4, gradients 4, optimizer states 8, sharded as above.
 
 A frozen model (the reference, the reward model during RL): 2 bytes per parameter with fp16 or
-bf16 (it is loaded in that dtype), else 4; whole on every device under ddp, fsdp and ZeRO-2,
-divided by N under ZeRO-3. With LoRA the trained parameters are the adapters, r x (in + out)
+bf16 (it is loaded in that dtype), else 4; whole on every device under every strategy (srft
+shards only the models that train, so each process scores on its own). With LoRA the trained parameters are the adapters, r x (in + out)
 per adapted linear layer; the base weights are frozen at 2 or 4 bytes per parameter but belong
 to the trained model, so fsdp and ZeRO-3 shard them and cpu_offload moves them as it moves the
 trained weights. There is no separate reference: it is the policy with its adapter off.
@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from srft.config import ComputeConfig, LoraSettings, SrftConfig
+from srft.launch import read_deepspeed_file
 from srft.models.shape import LinearLayer, ModelShape
 
 GB = 1e9  # the plan's unit: bytes in a gigabyte (not 2**30)
@@ -56,9 +57,12 @@ class Layout:
 
     @classmethod
     def of(cls, compute: ComputeConfig) -> Layout:
+        zero_stage = compute.zero_stage
+        if compute.strategy == "deepspeed" and compute.deepspeed_config:
+            zero_stage = read_deepspeed_file(compute.deepspeed_config)["zero_optimization"]["stage"]
         return cls(
             strategy=compute.strategy,
-            zero_stage=compute.zero_stage,
+            zero_stage=zero_stage,
             cpu_offload=compute.cpu_offload,
             num_devices=compute.num_devices,
             half_precision=compute.fp16 or compute.bf16,
@@ -115,10 +119,8 @@ def frozen_bytes_per_parameter(layout: Layout) -> int:
 
 
 def frozen_bytes(parameters: float, layout: Layout) -> float:
-    """Bytes per device of a frozen model: whole on each device except under ZeRO-3."""
-    sharded = layout.strategy == "deepspeed" and layout.zero_stage == 3
-    total = parameters * frozen_bytes_per_parameter(layout)
-    return total / layout.num_devices if sharded else total
+    """Bytes per device of a frozen model: whole on each device."""
+    return parameters * frozen_bytes_per_parameter(layout)
 
 
 def activation_bytes(

@@ -170,17 +170,16 @@ def one_key_changes(config: SrftConfig) -> list[list[Change]]:
     if config.model.lora is None:
         other = _with(config, "model", lora=LoraSettings())
         groups.append([Change("model.lora", "LoRA (model.lora: {r: 8})", other)])
-    return groups + [[change] for change in _batch_changes(config)]
+    groups += [[change] for change in _batch_changes(config)]
+    runnable = [[change for change in group if srft_runs(change.config)] for group in groups]
+    return [group for group in runnable if group]
 
 
 def _strategy_changes(config: SrftConfig, cpu_offload: bool) -> list[Change]:
-    """The other strategies (deepspeed with each ZeRO stage), offloading or not; fsdp only where
-    it can run (several devices, no LoRA)."""
+    """The other strategies (deepspeed with each ZeRO stage), offloading or not."""
     changes = []
     for strategy, stage in (("ddp", 2), ("fsdp", 2), ("deepspeed", 2), ("deepspeed", 3)):
         if strategy == config.compute.strategy or (strategy == "ddp" and cpu_offload):
-            continue
-        if strategy == "fsdp" and not _fsdp_can_run(config):
             continue
         other = _with(
             config, "compute", strategy=strategy, zero_stage=stage, cpu_offload=cpu_offload
@@ -206,30 +205,39 @@ def _batch_changes(config: SrftConfig) -> list[Change]:
 
 
 def all_changes(config: SrftConfig) -> list[Change]:
-    """Every memory-saving change at once, under each sharding strategy with offload (LoRA
-    with deepspeed: fsdp shards the whole model); the key is the first one changed."""
+    """Every memory-saving change at once, under each strategy, with offload where it shards
+    (LoRA with ddp and ZeRO-2: fsdp and ZeRO-3 shard the whole model, which LoRA's merge needs
+    whole), as far as `srft run` takes them; the key is the first one changed."""
     combined = []
-    for strategy, stage in (("fsdp", 2), ("deepspeed", 3)):
-        if strategy == "fsdp" and not _fsdp_can_run(config):
-            continue
-        other = _with(config, "compute", strategy=strategy, zero_stage=stage, cpu_offload=True)
+    for strategy, stage in (("fsdp", 2), ("deepspeed", 3), ("deepspeed", 2), ("ddp", 2)):
+        offload = strategy != "ddp"
+        other = _with(config, "compute", strategy=strategy, zero_stage=stage, cpu_offload=offload)
         labels = [_label(other, lora=False)]
         if not config.compute.gradient_checkpointing:
             other = _with(other, "compute", gradient_checkpointing=True)
             labels.append("gradient_checkpointing")
         for change in _batch_changes(other):
             other, labels = change.config, [*labels, change.label]
-        if config.model.lora is None and strategy != "fsdp":
+        if config.model.lora is None and (strategy, stage) in (("deepspeed", 2), ("ddp", 2)):
             other = _with(other, "model", lora=LoraSettings())
             labels.append("LoRA")
+        if not srft_runs(other):
+            continue
         changed = [key for key in CHANGED_KEYS if other.value_at(key) != config.value_at(key)]
         combined.append(Change(changed[0] if changed else "", ", ".join(labels), other))
     return combined
 
 
-def _fsdp_can_run(config: SrftConfig) -> bool:
-    """fsdp as `srft run` takes it: over several devices, without LoRA."""
-    return config.compute.num_devices > 1 and config.model.lora is None
+def srft_runs(config: SrftConfig) -> bool:
+    """Whether `srft run` takes the layout: a sharded strategy over several devices, and LoRA
+    only where the model stays whole (ddp, ZeRO-2)."""
+    compute = config.compute
+    if compute.strategy != "ddp" and compute.num_devices == 1:
+        return False
+    sharded_weights = compute.strategy == "fsdp" or (
+        compute.strategy == "deepspeed" and compute.zero_stage == 3
+    )
+    return not (sharded_weights and config.model.lora is not None)
 
 
 def _with(config: SrftConfig, section: str, **values) -> SrftConfig:

@@ -65,7 +65,7 @@ def test_a_trained_model_by_strategy(strategy, zero_stage, offload, half, expect
         ("ddp", 2, True, 2e9),
         ("fsdp", 2, True, 2e9),  # frozen models are not sharded by fsdp
         ("deepspeed", 2, True, 2e9),
-        ("deepspeed", 3, True, 0.5e9),  # ZeRO-3 shards them: 2e9 / 4
+        ("deepspeed", 3, True, 2e9),  # only the models that train are partitioned
         ("ddp", 2, False, 4e9),
     ],
 )
@@ -346,38 +346,46 @@ def test_the_cpus_memory_is_this_machines_ram_over_the_processes():
 def test_the_message_names_the_first_key_whose_change_fits():
     config = small_config()  # ddp: the RL stage needs 20.01 GB
     message = fit_message(config, SMALL, SMALL, 15 * GB)
-    # fsdp: 4 + 2 + 2 GB; ZeRO-2: 2 + 3.5 + 2 + 2; ZeRO-3: 4 + 0.5 + 0.5
+    # the policy, then the frozen reference and reward model (2 + 2 GB, whole everywhere):
+    # fsdp: 1 + 1 + 2 + 4 GB; ZeRO-2: 2 + 0.5 + 3 + 4; ZeRO-3: 0.5 + 0.5 + 3 + 4
     assert message == (
         "compute.strategy: the RL stage needs 20.0 GB per device under ddp, each device has "
         "15.0 GB; fsdp needs 8.0 GB, deepspeed with zero_stage 2 needs 9.5 GB, "
-        "deepspeed with zero_stage 3 needs 5.0 GB"
+        "deepspeed with zero_stage 3 needs 8.0 GB"
     )
     sharded = small_config(compute={"strategy": "deepspeed", "zero_stage": 2})
     assert fit_message(sharded, SMALL, SMALL, 8.5 * GB).startswith("compute.strategy: ")  # fsdp
-    assert fit_message(sharded, SMALL, SMALL, 5.5 * GB).startswith(
-        "compute.zero_stage: the RL stage needs 9.5 GB per device under deepspeed with "
-        "zero_stage 2, each device has 5.5 GB; deepspeed with zero_stage 3 needs 5.0 GB"
+    # ZeRO-2's offload moves its optimizer states, 3 GB, to the host
+    assert fit_message(sharded, SMALL, SMALL, 7.5 * GB) == (
+        "compute.cpu_offload: the RL stage needs 9.5 GB per device under deepspeed with "
+        "zero_stage 2, each device has 7.5 GB; deepspeed with zero_stage 2 and cpu_offload "
+        "needs 6.5 GB"
     )
     assert fit_message(config, SMALL, SMALL, 25 * GB) is None
 
 
-def test_the_message_offers_fsdp_only_where_srft_run_takes_it():
-    # fsdp would fit, but not with LoRA or on one device: srft run refuses both
-    for config, memory in (
-        (small_config(model={"lora": {"r": 4}}), 3 * GB),
-        (small_config(compute={"num_devices": 1}, sft={"batch_size": 2}), 15 * GB),
-    ):
-        message = fit_message(config, SMALL, SMALL, memory)
-        assert message.startswith("compute.strategy: ") and "fsdp" not in message, message
+def test_the_message_offers_only_what_srft_run_takes():
+    # srft run shards the whole model under fsdp and ZeRO-3, which LoRA's merge needs whole
+    lora = fit_message(small_config(model={"lora": {"r": 4}}), SMALL, SMALL, 3 * GB)
+    assert "fsdp" not in lora and "zero_stage 3" not in lora, lora
+    assert "deepspeed with zero_stage 2 and cpu_offload" in lora
+    # and shards over several devices only
+    one = small_config(compute={"num_devices": 1}, sft={"batch_size": 2})
+    assert fit_message(one, SMALL, SMALL, 15 * GB) == (
+        "model.lora: the RL stage needs 20.1 GB per device under ddp, each device has 15.0 GB; "
+        "LoRA (model.lora: {r: 8}) needs 4.1 GB"
+    )
 
 
 def test_the_message_combines_the_changes_when_no_one_change_fits():
-    # ZeRO-3 with offload and LoRA leaves the frozen reward model, 2e9 / 4, and little else
-    message = fit_message(small_config(), SMALL, SMALL, 1 * GB)
-    assert message.startswith("compute.strategy: the RL stage needs 20.0 GB per device under ddp")
+    # sequences of 6000 tokens: SFT's activations outgrow any one change; fsdp with offload
+    # leaves the activations of one sequence per device and little else
+    long = small_config(data={"max_prompt_length": 3000, "max_response_length": 3000})
+    message = fit_message(long, SMALL, SMALL, 10 * GB)
+    assert message.startswith("compute.strategy: the SFT stage needs 123.1 GB per device under")
     assert message.endswith(
-        "no one change fits, deepspeed with zero_stage 3 and cpu_offload, gradient_checkpointing, "
-        "sft.batch_size 4 (one per device), LoRA together need 0.5 GB"
+        "no one change fits, fsdp with cpu_offload, gradient_checkpointing, sft.batch_size 4 "
+        "(one per device) together need 8.5 GB"
     )
     hopeless = fit_message(small_config(), SMALL, SMALL, 0.1 * GB)
     assert hopeless.startswith("compute.num_devices: ")
@@ -498,7 +506,7 @@ def test_the_strategy_changes_the_figures(tmp_path, monkeypatch, capsys):
         column: totals(plan([config, *SEED, *COLUMNS[column]], monkeypatch, capsys)[1])["RL"]
         for column in ("ddp", "fsdp", "deepspeed, zero_stage 3")
     }
-    assert found["ddp"] > found["fsdp"] > found["deepspeed, zero_stage 3"]
+    assert found["ddp"] > max(found["fsdp"], found["deepspeed, zero_stage 3"])
 
 
 def test_offload_shows_host_memory(tmp_path, monkeypatch, capsys):
