@@ -57,7 +57,7 @@ def resumed_engine(checkpoint, like: RLEngine) -> RLEngine:
     return engine
 
 
-def _worker(process: int, port: int, layout: str, directory) -> None:
+def _worker(process: int, port: int, layout: str, directory, device: str = "cpu") -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -67,8 +67,8 @@ def _worker(process: int, port: int, layout: str, directory) -> None:
         LOCAL_WORLD_SIZE="2",
     )
     torch.set_num_threads(1)
-    compute = ComputeConfig(num_devices=2, device="cpu", **LAYOUTS[layout])
-    start_processes(compute, on_cpu=True)
+    compute = ComputeConfig(num_devices=2, device=device, **LAYOUTS[layout])
+    start_processes(compute, on_cpu=device == "cpu")
     try:
         engine = make_engine("PPO", learning_rate=3e-3)
         first, _ = engine.step(STEP)
@@ -92,11 +92,15 @@ def _worker(process: int, port: int, layout: str, directory) -> None:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, dict]:
-    """One step of the engine on two processes under each layout; what each saw."""
+    return run_layouts(tmp_path_factory, "cpu")
+
+
+def run_layouts(tmp_path_factory, device: str) -> dict[str, dict]:
+    """One step of the engine on two processes on `device` under each layout; what each saw."""
     found = {}
     for layout in LAYOUTS:
         directory = tmp_path_factory.mktemp(layout)
-        mp.spawn(_worker, args=(_free_port(), layout, directory), nprocs=2, join=True)
+        mp.spawn(_worker, args=(_free_port(), layout, directory, device), nprocs=2, join=True)
         found[layout] = {
             "dir": directory,
             **{str(r): torch.load(directory / f"result-{r}.pt") for r in (0, 1)},
