@@ -1,6 +1,6 @@
-"""The CUDA paths: the RL engine on a GPU, the engine on two GPUs (NCCL)
-under every strategy against ddp, and stages 1 to 5 of the small world on GPUs under
-DeepSpeed ZeRO-3, with and without offload. They run where CUDA is and are skipped elsewhere; the same code paths run on
+"""The CUDA paths: the RL engine on a GPU, the engine on two GPUs (NCCL) under every strategy
+against ddp, and stages 1 to 5 of the small world on GPUs under DeepSpeed ZeRO-3, with and
+without offload. They run where CUDA is and are skipped elsewhere; the same code paths run on
 CPU processes over gloo in tests/rl/test_sharded.py and tests/test_multiprocess.py."""
 
 import math
