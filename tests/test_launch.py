@@ -183,8 +183,8 @@ def test_an_accelerate_launch_that_does_not_match_is_refused_before_any_work(tmp
         ("--use_fsdp", ["compute.strategy=fsdp"]),
         # the launcher's ZeRO stage gives way to the config's
         (
-            "--use_deepspeed --zero_stage 2",
-            ["compute.strategy=deepspeed", "compute.zero_stage=3"],
+            "--use_deepspeed --zero_stage 3",
+            ["compute.strategy=deepspeed", "compute.zero_stage=2"],
         ),
     ],
 )
