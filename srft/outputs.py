@@ -157,9 +157,13 @@ class PreferenceOutputs(StageOutputs):
         "None without scores"
     )
     decontamination: float = Field(
-        description="fraction of pairs sharing no n-gram with an evaluation item"
+        description="fraction of the published pairs sharing no n-gram with an evaluation item "
+        "(the gate's value)"
     )
-    contaminated: int = Field(description="pairs sharing one")
+    decontamination_found: float | None = Field(
+        None, description="the same fraction over the pairs before contaminated ones were dropped"
+    )
+    contaminated: int = Field(description="pairs sharing one, found before any was dropped")
     contaminated_dropped: int = Field(0, description="of those, dropped (data.drop_contaminated)")
     mean_chosen_words: float = Field(description="mean length of the chosen responses, words")
     mean_rejected_words: float = Field(description="mean length of the rejected ones, words")

@@ -35,7 +35,9 @@ DEFINITIONS = """\
 - **preference gap**: mean over pairs of `s(chosen) - s(rejected)`, with `s` the annotator's
   score normalised to [0, 1].
 - **decontamination**: fraction of training examples (prompt and responses) sharing no n-gram
-  of `n` tokens (default 13, shorter texts use their length, minimum 8) with any evaluation item.
+  of `n` tokens (default 13, shorter texts use their length, minimum 8) with any evaluation item;
+  a text under 8 tokens is compared whole: equal to an evaluation item, or, from 4 tokens on,
+  held by one.
 - **reward accuracy**: fraction of pairs with `r(chosen) > r(rejected)`, ties counted half.
 - **KL**: mean over generated response tokens of the exact KL(policy || reference) of the
   next-token distributions at the visited states, nats per token.

@@ -5,9 +5,12 @@
 (benchmarks, win-rate prompts, held-out test pairs).
 
 Tokens are the text lower-cased and split on whitespace. A training text of L tokens is compared
-with n-grams of size `max(min_n, min(n, L))`; a text shorter than `min_n` tokens has no n-gram
-and cannot overlap. An example (a tuple of texts, e.g. prompt, chosen, rejected) is
-contaminated when any of its texts shares an n-gram with any evaluation text.
+with n-grams of size `max(min_n, min(n, L))`. A text too short for an n-gram (under `min_n`
+tokens) is compared whole, with punctuation dropped: it overlaps an evaluation text that it
+equals, or, from `MIN_SHORT_TOKENS` tokens on, that holds it as a run of words (a short text
+of one or two words, a number or a name, occurs in too many texts to tell). An example (a tuple
+of texts, e.g. prompt, chosen, rejected) is contaminated when any of its texts overlaps any
+evaluation text.
 """
 
 from __future__ import annotations
@@ -18,12 +21,23 @@ from dataclasses import dataclass
 from typing import Any
 
 NGRAM_TOKENS = 13  # the n-gram size for texts at least this long
-MIN_NGRAM_TOKENS = 8  # the smallest n-gram size; shorter texts are never contaminated
+MIN_NGRAM_TOKENS = 8  # the smallest n-gram size; shorter texts are compared whole
+MIN_SHORT_TOKENS = 4  # a short text this long overlaps an evaluation text that holds it
+#: the punctuation of sentences (not of formulas: "7 + 5" and "7 - 5" differ) that short texts
+#: are compared without
+SENTENCE_PUNCTUATION = ".,;:!?\"'`()[]{}\u201c\u201d\u2018\u2019\u00ab\u00bb"
 
 
 def tokens(text: str) -> list[str]:
     """The text lower-cased and split on whitespace."""
     return text.lower().split()
+
+
+def words_of(text: str) -> tuple[str, ...]:
+    """The text's tokens with the sentence punctuation around each dropped (and tokens of it
+    only left out): how a text too short for n-grams is compared."""
+    stripped = (token.strip(SENTENCE_PUNCTUATION) for token in tokens(text))
+    return tuple(word for word in stripped if word)
 
 
 def ngrams(words: Sequence[str], size: int) -> Iterable[tuple[str, ...]]:
@@ -45,8 +59,12 @@ class NgramIndex:
             raise ValueError(f"need 1 <= min_n <= n, got min_n={min_n}, n={n}")
         self.n = n
         self.min_n = min_n
+        eval_texts = list(eval_texts)
         self._eval_tokens = [tokens(text) for text in eval_texts]
+        self._eval_words = [words_of(text) for text in eval_texts]
+        self._whole = set(self._eval_words)
         self._by_size: dict[int, set[tuple[str, ...]]] = {}
+        self._word_runs: dict[int, set[tuple[str, ...]]] = {}
         self.ngram_set(n)
 
     def ngram_size(self, n_tokens: int) -> int:
@@ -65,15 +83,33 @@ class NgramIndex:
         return self._by_size[size]
 
     def overlap(self, text: str) -> tuple[str, ...] | None:
-        """The first n-gram of `text` that some evaluation text also holds, or None."""
+        """The first n-gram of `text` that some evaluation text also holds (a short text: the
+        text's words), or None."""
         words = tokens(text)
         if len(words) < self.min_n:
-            return None
+            return self._short_overlap(words_of(text))
         size = self.ngram_size(len(words))
         if size < self.n and not self._may_occur_whole(words):
             return None
         # filter() with the set's own __contains__ scans in C, where most of the time goes.
         return next(filter(self.ngram_set(size).__contains__, ngrams(words, size)), None)
+
+    def _short_overlap(self, words: tuple[str, ...]) -> tuple[str, ...] | None:
+        """`words` when an evaluation text is just these words, or holds them in a run and
+        they are at least MIN_SHORT_TOKENS; else None."""
+        if not words:
+            return None
+        if words in self._whole:
+            return words
+        if len(words) < MIN_SHORT_TOKENS:
+            return None
+        size = len(words)
+        if size not in self._word_runs:
+            runs: set[tuple[str, ...]] = set()
+            for eval_words in self._eval_words:
+                runs.update(ngrams(eval_words, size))
+            self._word_runs[size] = runs
+        return words if words in self._word_runs[size] else None
 
     def _may_occur_whole(self, words: list[str]) -> bool:
         """False when `words` surely occur in no evaluation text, as a whole and in order.

@@ -49,6 +49,7 @@ def run(ctx: StageContext) -> StageResult:
     contaminated = [
         {"prompt": everything[i].prompt, "overlap": decon.overlaps[i]} for i in decon.contaminated
     ]
+    kept_contaminated = len(decon.contaminated)
     if config.data.drop_contaminated and decon.contaminated:
         bad = set(decon.contaminated)
         n_train = len(pairs)
@@ -56,6 +57,7 @@ def run(ctx: StageContext) -> StageResult:
         if val_pairs is not None:
             val_pairs = [p for i, p in enumerate(val_pairs, start=n_train) if i not in bad]
         metrics["contaminated_dropped"] = len(bad)
+        kept_contaminated = 0
 
     if val_pairs is None:
         rng = random.Random(config.seed)
@@ -65,6 +67,8 @@ def run(ctx: StageContext) -> StageResult:
         val_pairs, pairs = shuffled[:n_val], shuffled[n_val:]
     all_pairs = pairs + val_pairs
     gap = preference_gap(all_pairs, config.data.score_scale)
+    # the gate reads the pairs the stage publishes: after the contaminated ones are dropped
+    published = 1.0 - kept_contaminated / len(all_pairs) if all_pairs else 1.0
 
     judge = build_judge(config)
     if judge is not None:
@@ -79,7 +83,8 @@ def run(ctx: StageContext) -> StageResult:
             "pairs_val": len(val_pairs),
             "unique_prompts": len({p.prompt for p in all_pairs}),
             "preference_gap": gap,
-            "decontamination": decon.score,
+            "decontamination": published,
+            "decontamination_found": decon.score,
             "contaminated": len(decon.contaminated),
             "mean_chosen_words": _mean_words(p.chosen for p in all_pairs),
             "mean_rejected_words": _mean_words(p.rejected for p in all_pairs),
@@ -95,7 +100,7 @@ def run(ctx: StageContext) -> StageResult:
             note="" if gap is not None else "no annotator scores",
         ),
         ctx.gate("pair_count", float(len(all_pairs)), float(c.min_pairs), ">="),
-        ctx.gate("decontamination", decon.score, c.min_decontamination, ">="),
+        ctx.gate("decontamination", published, c.min_decontamination, ">="),
     ]
     report = {
         "metrics": metrics,
@@ -202,7 +207,10 @@ def _report_markdown(metrics: dict[str, Any], gates: list[Gate], contaminated: l
         "Preference gap: mean over pairs of s(chosen) - s(rejected), with s the annotator's score "
         "normalised to [0, 1].",
         "Decontamination: fraction of training examples (prompt and responses) sharing no n-gram "
-        "of n tokens (default 13, shorter texts use their length, minimum 8) with any evaluation item.",
+        "of n tokens (default 13, shorter texts use their length, minimum 8) with any evaluation "
+        "item; a text under 8 tokens is compared whole (equal to an evaluation item, or, from 4 "
+        "tokens, held by one). The gate reads the published pairs (decontamination, after "
+        "contaminated ones are dropped); decontamination_found is the score before.",
     ]
     if contaminated:
         lines += ["", "## Contaminated examples", ""]

@@ -64,9 +64,24 @@ def test_eight_token_text_overlaps():
     assert NgramIndex(EVAL).overlap(words(30, 37)) is not None
 
 
-def test_text_shorter_than_eight_tokens_never_overlaps():
-    # 7 tokens, all in the evaluation text, but shorter than min_n = 8.
-    assert NgramIndex(EVAL).overlap(words(30, 36)) is None
+def test_a_text_too_short_for_ngrams_overlaps_where_an_evaluation_text_holds_it():
+    # 7 tokens, shorter than min_n = 8: compared whole, and t30 .. t36 run in the evaluation text
+    assert NgramIndex(EVAL).overlap(words(30, 36)) == tuple(words(30, 36).split())
+    # 4 tokens, the fewest compared as a run; 3 are too common a run to tell
+    assert NgramIndex(EVAL).overlap(words(30, 33)) is not None
+    assert NgramIndex(EVAL).overlap(words(30, 32)) is None
+    # the words must run in order
+    assert NgramIndex(EVAL).overlap("t30 t31 t33 t32") is None
+
+
+def test_a_short_text_overlaps_an_evaluation_text_it_equals_up_to_punctuation_and_case():
+    index = NgramIndex(["What is 7 + 5?", "Paris"])
+    assert index.overlap("what is 7 + 5 ?") == ("what", "is", "7", "+", "5")
+    assert index.overlap("What is 7 - 5?") is None
+    assert index.overlap("Paris.") == ("paris",)
+    assert index.overlap("Paris, France") is None  # two words: compared whole only
+    assert index.overlap("is 7") is None
+    assert index.overlap("?!") is None  # no words at all
 
 
 def test_size_follows_the_training_text_not_the_evaluation_text():
@@ -100,7 +115,7 @@ def test_decontaminate_scores_the_clean_fraction():
         ("prompt one", "clean answer", "another clean answer"),  # clean
         ("a prompt", "fine", "x " + words(0, 12)),  # rejected holds the 13-gram t0 .. t12
         (words(10, 17), "ok", "ok"),  # prompt of 8 tokens, all in the evaluation text
-        ("a prompt", "fine", words(0, 6)),  # 7 tokens: too short to count
+        ("a prompt", "fine", words(0, 2)),  # 3 tokens in a run of it: too short to tell
     ]
     result = decontaminate(examples, EVAL)
     # 2 of 4 examples contaminated: score = 1 - 2/4 = 0.5

@@ -160,6 +160,50 @@ def test_a_span_one_token_short_of_13_is_no_contamination(tmp_path):
     assert (gate.value, gate.passed) == (1.0, True)
 
 
+def test_a_short_prompt_equal_to_an_evaluation_prompt_is_contamination(tmp_path):
+    prompts = atomic_write_jsonl(tmp_path / "held_out.jsonl", [{"prompt": "What is 7 + 5?"}])
+    rows = [{**pair(i), "prompt": "what is 7 + 5 ?"} for i in range(2)]
+    rows += [{**pair(i), "prompt": "what is 7 - 5 ?"} for i in range(2, 10)]
+    overrides = ("constraints.min_pairs=10", f"data.eval_prompts_file={prompts}")
+    result = stage_2_on(tmp_path, rows, *overrides)
+    gate = by_name(result)["decontamination"]
+    assert (gate.value, gate.passed) == (pytest.approx(0.8), False)
+    assert result.outputs.contaminated == 2
+
+
+def test_dropping_the_contaminated_pairs_lets_decontamination_pass(tmp_path):
+    # 10 of 20 pairs share a 13-gram with the benchmark: 0.50, short of 0.9. The decision
+    # after stage 2 drops them, and the rerun publishes the 10 clean pairs: 1.0.
+    rows = [contaminated(i) for i in range(10)] + [pair(i) for i in range(10, 20)]
+    pairs = atomic_write_jsonl(tmp_path / "pairs.jsonl", rows)
+    benchmark = atomic_write_jsonl(tmp_path / "benchmark.jsonl", [BENCHMARK_ITEM])
+    config = load_config(
+        None,
+        [
+            "model.base_model=unused",
+            f"data.train_file={pairs}",
+            f"evaluation.benchmarks={{river: {benchmark}}}",
+            "evaluation.judge=null",
+            "constraints.min_pairs=10",
+        ],
+    )
+    outcome = Pipeline(config, tmp_path / "run").execute([2])
+    assert outcome.status == "passed"
+    decisions = read_jsonl(tmp_path / "run" / "decisions.jsonl")
+    first, second = (row for row in decisions if row["stage"] == 2)
+    assert first["decision"] == "retry"
+    assert first["changes"] == {"data.drop_contaminated": True}
+    found = {g["name"]: g["value"] for g in first["gates"]}
+    assert found["decontamination"] == pytest.approx(0.5)
+    assert {g["name"]: g["value"] for g in second["gates"]}["decontamination"] == 1.0
+    outputs = read_json(tmp_path / "run" / "stage2_preferences" / "manifest.json")["outputs"]
+    assert (outputs["contaminated"], outputs["contaminated_dropped"]) == (10, 10)
+    assert (outputs["decontamination_found"], outputs["decontamination"]) == (0.5, 1.0)
+    assert (outputs["pairs"], outputs["pairs_train"], outputs["pairs_val"]) == (10, 8, 2)
+    kept = read_jsonl(tmp_path / "run" / "stage2_preferences" / "pairs_train.jsonl")
+    assert not any(SHARED_SPAN in row["prompt"] for row in kept)
+
+
 # --- on the shared run of the small world ------------------------------------------------------
 
 
