@@ -104,8 +104,9 @@ def manifest_scalars(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_summary(run: RunDir, status: str, wall_seconds: float, decision: str | None) -> None:
-    """summary.json: the run's status, each published stage, every gate and the stages'
-    scalar outputs as `<stage folder>.<name>`."""
+    """summary.json: the run's status, each published stage, the gates by name (the last
+    stage's evaluation of each) and every evaluation of every stage in stage order, and the
+    stages' scalar outputs as `<stage folder>.<name>`."""
     stages: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
     for number, folder in STAGE_FOLDERS.items():
@@ -121,6 +122,9 @@ def write_summary(run: RunDir, status: str, wall_seconds: float, decision: str |
             "strategy": manifest.get("strategy", "ddp"),
         }
         metrics.update({f"{folder}.{k}": v for k, v in manifest_scalars(manifest).items()})
+    evaluated = collect_gates(run)
+    # by name, the stage that evaluated a gate last (kl_divergence: stages 5, 6 and 7), as
+    # people's CI reads it; every evaluation, warned failures included, in gate_evaluations
     gates = {
         g.name: {
             "value": g.value,
@@ -128,8 +132,20 @@ def write_summary(run: RunDir, status: str, wall_seconds: float, decision: str |
             "passed": g.passed,
             "stage": g.stage,
         }
-        for g in collect_gates(run)
+        for g in evaluated
     }
+    evaluations = [
+        {
+            "name": g.name,
+            "stage": g.stage,
+            "value": g.value,
+            "threshold": g.to_dict()["threshold"],
+            "comparison": g.comparison,
+            "passed": g.passed,
+            "mode": g.mode,
+        }
+        for g in evaluated
+    ]
     atomic_write_json(
         run.summary,
         {
@@ -138,6 +154,7 @@ def write_summary(run: RunDir, status: str, wall_seconds: float, decision: str |
             "wall_seconds": round(wall_seconds, 2),
             "stages": stages,
             "gates": gates,
+            "gate_evaluations": evaluations,
             "metrics": metrics,
             "decision": decision,
         },

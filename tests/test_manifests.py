@@ -74,3 +74,28 @@ def test_summary_metrics_are_the_records_scalars_but_files(tmp_path):
         "1": {"name": "sft", "status": "done", "seconds": 2.5, "processes": 2, "strategy": "ddp"}
     }
     assert summary["metrics"] == {"stage1_sft.val_loss": 1.5, "stage1_sft.trained": True}
+
+
+def test_the_summary_keeps_every_evaluation_of_a_gate_with_its_stage(tmp_path):
+    # kl_divergence is evaluated after stages 5, 6 and 7; stage 5's failed in warn mode
+    run = RunDir(tmp_path)
+    warned = Gate("kl_divergence", 0.12, 0.1, "<=", 5, mode="warn")
+    write(run, 5, "done", 1.0, [warned, gate("entropy", 1.0, 5)])
+    write(run, 6, "done", 2.0, [Gate("kl_divergence", 0.08, 0.1, "<=", 6)])
+    write(run, 7, "done", 3.0, [Gate("kl_divergence", 0.09, 0.1, "<=", 7)])
+    write_summary(run, "passed", 3.0, "deploy")
+    summary = read_json(run.summary)
+    assert summary["gates"]["kl_divergence"] == {
+        "value": 0.09,
+        "threshold": 0.1,
+        "passed": True,
+        "stage": 7,
+    }
+    found = [(g["name"], g["stage"], g["value"], g["passed"]) for g in summary["gate_evaluations"]]
+    assert found == [
+        ("kl_divergence", 5, 0.12, False),
+        ("entropy", 5, 1.0, True),
+        ("kl_divergence", 6, 0.08, True),
+        ("kl_divergence", 7, 0.09, True),
+    ]
+    assert summary["gate_evaluations"][0]["mode"] == "warn"
