@@ -8,6 +8,7 @@ classes below. The defaults run the embedded world on a laptop CPU.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -357,6 +358,17 @@ class LoggingConfig(Section):
     report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
         default_factory=list, description="Experiment trackers besides metrics.jsonl"
     )
+
+    @model_validator(mode="after")
+    def _trackers_installed(self) -> LoggingConfig:
+        # a tracker without its package would pass here and raise in the middle of a run
+        for tracker in self.report_to:
+            if importlib.util.find_spec(tracker) is None:
+                raise ValueError(
+                    f"report_to: '{tracker}' needs the {tracker} package, which is not "
+                    f"installed: pip install {tracker}"
+                )
+        return self
 
 
 class Benchmark(Section):

@@ -1,3 +1,4 @@
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -197,6 +198,20 @@ def test_fsdp_with_lora(tmp_path):
     )
 
 
+@pytest.mark.parametrize("tracker", ["tensorboard", "wandb", "mlflow"])
+def test_a_tracker_whose_package_is_missing_is_refused_with_the_install_command(
+    monkeypatch, tracker
+):
+    found = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == tracker else found(name)
+    )
+    assert fault(None, [f"logging.report_to=[{tracker}]"]) == (
+        f"config: logging.report_to: '{tracker}' needs the {tracker} package, which is not "
+        f"installed: pip install {tracker}"
+    )
+
+
 def test_zero3_with_lora(tmp_path):
     text = "compute:\n  num_devices: 2\n  strategy: deepspeed\n  zero_stage: 3\nmodel:\n  lora: {r: 4}\n"
     assert fault(write(tmp_path, text)).endswith(
@@ -302,7 +317,8 @@ def test_override_without_a_file():
     assert config.world.n_sft_list == 600
 
 
-def test_override_value_is_yaml():
+def test_override_value_is_yaml(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())  # installed
     config = load_config(
         None,
         [
