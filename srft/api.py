@@ -11,17 +11,25 @@ from srft.models.loading import load_reward_model, load_tokenizer
 from srft.models.reward_trainer import fit_reward_model
 
 
+#: the seed's token limits (its `data` section), for a caller who gives none: the schema's own
+#: defaults are the embedded world's, far shorter than real prompts and replies
+SEED_LENGTHS = {"max_prompt_length": 512, "max_response_length": 1024}
+
+
 def _as_config(config: dict[str, Any] | SrftConfig, section: str) -> SrftConfig:
     """A full SrftConfig from an SrftConfig, a full config dict, or one section's keys (with an
-    optional "constraints" entry, as the seed's scripts pass them)."""
+    optional "constraints" entry, as the seed's scripts pass them). A dict that sets no token
+    limits in a `data` section gets the seed's (SEED_LENGTHS)."""
     if isinstance(config, SrftConfig):
         return config
     if section in config:
-        return validate_config(config)
-    keys = dict(config)
-    body: dict[str, Any] = {section: keys}
-    if "constraints" in keys:
-        body["constraints"] = keys.pop("constraints")
+        body = dict(config)
+    else:
+        keys = dict(config)
+        body = {section: keys}
+        if "constraints" in keys:
+            body["constraints"] = keys.pop("constraints")
+    body["data"] = {**SEED_LENGTHS, **(body.get("data") or {})}
     return validate_config(body)
 
 
