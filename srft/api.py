@@ -10,7 +10,6 @@ from srft.data.pairs import read_pairs
 from srft.models.loading import load_reward_model, load_tokenizer
 from srft.models.reward_trainer import fit_reward_model
 
-
 #: the seed's token limits (its `data` section), for a caller who gives none: the schema's own
 #: defaults are the embedded world's, far shorter than real prompts and replies
 SEED_LENGTHS = {"max_prompt_length": 512, "max_response_length": 1024}
