@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -18,6 +19,12 @@ from transformers import (
 from srft.config import ComputeConfig
 from srft.errors import SrftError
 from srft.models.reward import RewardScorer
+
+# DeepSpeed, which accelerate imports where it is installed whenever a model is unwrapped to be
+# saved, guesses its accelerator at import and warns when it finds none; without CUDA it is the
+# CPU's, said here so that every run does not print the warning
+if not torch.cuda.is_available():
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
 def resolve_device(compute: ComputeConfig) -> torch.device:

@@ -24,20 +24,53 @@ def pair_accuracy(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> float:
 
 
 def encode_pair_text(
-    tokenizer, prompt: str, response: str, max_prompt: int, max_response: int
+    tokenizer,
+    prompt: str,
+    response: str,
+    max_prompt: int,
+    max_response: int,
+    max_length: int | None = None,
 ) -> list[int]:
     """Token ids of the sequence a reward model scores: prompt + response + EOS for a causal
     LM's tokenizer; for an encoder's (no EOS, a separator: BERT, MiniLM) the sequence pair
-    `[CLS] prompt [SEP] response [SEP]`. Prompts are cut from the left, responses from the right."""
+    `[CLS] prompt [SEP] response [SEP]`. Prompts are cut from the left, responses from the
+    right; with `max_length` (the model's positions), the prompt is cut further from the left
+    until the whole fits, and the response only when it alone does not."""
     if tokenizer.eos_token_id is None and tokenizer.sep_token_id is not None:
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"][-max_prompt:]
         response_ids = tokenizer(response, add_special_tokens=False)["input_ids"][:max_response]
         cls = [tokenizer.cls_token_id] if tokenizer.cls_token_id is not None else []
         sep = [tokenizer.sep_token_id]
+        if max_length is not None:
+            room = max_length - len(cls) - 2 * len(sep)
+            prompt_ids, response_ids = fit_pair(prompt_ids, response_ids, room)
         return cls + prompt_ids + sep + response_ids + sep
-    return encode_prompt(tokenizer, prompt, max_prompt) + encode_completion(
-        tokenizer, response, max_response
-    )
+    prompt_ids = encode_prompt(tokenizer, prompt, max_prompt)
+    completion = encode_completion(tokenizer, response, max_response)
+    if max_length is not None:
+        # the completion's EOS stays last: it is where a causal RM reads its reward
+        prompt_ids, reply = fit_pair(prompt_ids, completion[:-1], max_length - 1)
+        completion = reply + completion[-1:]
+    return prompt_ids + completion
+
+
+def fit_pair(prompt: list[int], response: list[int], room: int) -> tuple[list[int], list[int]]:
+    """`prompt` and `response` cut to `room` tokens together: the prompt from the left first
+    (the reply is what is scored), then the response from the right."""
+    response = response[: max(room, 0)]
+    keep = max(room - len(response), 0)
+    return prompt[len(prompt) - keep :] if keep else [], response
+
+
+def positions_of(model: PreTrainedModel) -> int | None:
+    """The longest sequence the model takes (its position embeddings), or None when its config
+    sets no limit."""
+    config = model.config
+    for key in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def pad_batch(sequences: list[list[int]], pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -94,10 +127,11 @@ class RewardScorer:
         self.same_tokens = (
             policy_tokenizer is not None and tokenizer.get_vocab() == policy_tokenizer.get_vocab()
         )
+        self.max_length = positions_of(model)
 
     def encode(self, prompt: str, response: str) -> list[int]:
         return encode_pair_text(
-            self.tokenizer, prompt, response, self.max_prompt, self.max_response
+            self.tokenizer, prompt, response, self.max_prompt, self.max_response, self.max_length
         )
 
     def __call__(
@@ -110,6 +144,8 @@ class RewardScorer:
         prompt + response + EOS, are scored directly when the RM shares the policy's tokens."""
         if sequences is None or not self.same_tokens:
             sequences = [self.encode(p, r) for p, r in zip(prompts, responses, strict=True)]
+        elif self.max_length is not None:  # the prompt's start gives way, as in `encode`
+            sequences = [s[-self.max_length :] for s in sequences]
         return score_sequences(self.model, sequences, self.tokenizer.pad_token_id, self.batch_size)
 
     def pairs(self, pairs: list) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,7 @@ from srft.config import SrftConfig
 from srft.data.pairs import PreferencePair
 from srft.distributed import is_main
 from srft.models.lora import add_lora, save_merged
-from srft.models.reward import bradley_terry_loss, encode_pair_text, pad_batch
+from srft.models.reward import bradley_terry_loss, encode_pair_text, pad_batch, positions_of
 from srft.models.training import ready, training_arguments
 
 
@@ -26,12 +26,19 @@ class EncodedPair:
 
 
 def encode_pairs(
-    pairs: list[PreferencePair], tokenizer, max_prompt: int, max_response: int
+    pairs: list[PreferencePair],
+    tokenizer,
+    max_prompt: int,
+    max_response: int,
+    max_length: int | None = None,
 ) -> list[EncodedPair]:
+    """Each pair's chosen and rejected sequences (`encode_pair_text`), fitted into `max_length`
+    tokens (the model's positions) when given."""
+    lengths = (max_prompt, max_response, max_length)
     return [
         EncodedPair(
-            encode_pair_text(tokenizer, p.prompt, p.chosen, max_prompt, max_response),
-            encode_pair_text(tokenizer, p.prompt, p.rejected, max_prompt, max_response),
+            encode_pair_text(tokenizer, p.prompt, p.chosen, *lengths),
+            encode_pair_text(tokenizer, p.prompt, p.rejected, *lengths),
         )
         for p in pairs
     ]
@@ -131,9 +138,10 @@ def fit_reward_model(
     if config.model.lora is not None:
         model = add_lora(model, config.model.lora, "SEQ_CLS", config.seed)
     max_prompt, max_response = config.data.max_prompt_length, config.data.max_response_length
-    train_set = encode_pairs(train, tokenizer, max_prompt, max_response)
+    lengths = (max_prompt, max_response, positions_of(model))
+    train_set = encode_pairs(train, tokenizer, *lengths)
     # Accuracy does not depend on order: evaluate in length order, with little padding.
-    val_set = sorted(encode_pairs(val, tokenizer, max_prompt, max_response), key=pair_length)
+    val_set = sorted(encode_pairs(val, tokenizer, *lengths), key=pair_length)
     args = training_arguments(
         config,
         checkpoints,

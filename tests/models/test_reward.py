@@ -7,8 +7,10 @@ from transformers import LlamaConfig, LlamaForSequenceClassification
 from srft.models.reward import (
     bradley_terry_loss,
     encode_pair_text,
+    fit_pair,
     pad_batch,
     pair_accuracy,
+    positions_of,
     score_sequences,
 )
 from srft.world.tokenizer import build_tokenizer
@@ -160,25 +162,54 @@ def test_score_sequences_of_nothing():
     assert score_sequences(tiny_reward_model(), [], pad_token_id=0).numel() == 0
 
 
-def test_an_encoder_scores_the_sequence_pair():
-    # A BERT-style tokenizer has no EOS but a separator: [CLS] prompt [SEP] response [SEP], the
-    # prompt cut from the left and the response from the right.
+def wordpiece_tokenizer():
+    """A BERT-style tokenizer: no EOS, a separator."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b", "c", "x", "y", "z"]
     wordpiece = Tokenizer(models.WordPiece({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=wordpiece,
         pad_token="[PAD]",
         unk_token="[UNK]",
         cls_token="[CLS]",
         sep_token="[SEP]",
     )
+
+
+def test_an_encoder_scores_the_sequence_pair():
+    # [CLS] prompt [SEP] response [SEP], the prompt cut from the left and the response from the
+    # right.
+    tokenizer = wordpiece_tokenizer()
     assert tokenizer.eos_token_id is None
     ids = encode_pair_text(tokenizer, "a b c", "x y z", max_prompt=2, max_response=2)
     assert tokenizer.convert_ids_to_tokens(ids) == ["[CLS]", "b", "c", "[SEP]", "x", "y", "[SEP]"]
+
+
+def test_fit_pair_cuts_the_prompt_from_the_left_first():
+    assert fit_pair([1, 2, 3], [7, 8], 5) == ([1, 2, 3], [7, 8])  # it fits
+    assert fit_pair([1, 2, 3], [7, 8], 4) == ([2, 3], [7, 8])
+    assert fit_pair([1, 2, 3], [7, 8], 2) == ([], [7, 8])
+    assert fit_pair([1, 2, 3], [7, 8], 1) == ([], [7])  # the reply alone is too long
+    assert fit_pair([1, 2, 3], [7, 8], 0) == ([], [])
+
+
+def test_a_pair_longer_than_the_models_positions_is_fitted_into_them():
+    tokenizer = wordpiece_tokenizer()
+    # 7 tokens asked for, 6 positions: the prompt gives its first token
+    ids = encode_pair_text(tokenizer, "a b c", "x y z", 3, 2, max_length=6)
+    assert tokenizer.convert_ids_to_tokens(ids) == ["[CLS]", "c", "[SEP]", "x", "y", "[SEP]"]
+    # a causal LM's tokenizer: the EOS stays last, where the reward is read
+    words = build_tokenizer()
+    ids = encode_pair_text(words, "name one fruits", "apple , pear .", 8, 8, max_length=5)
+    assert len(ids) == 5
+    assert words.convert_ids_to_tokens(ids) == ["apple", ",", "pear", ".", words.eos_token]
+
+
+def test_positions_of_reads_the_models_config():
+    assert positions_of(tiny_reward_model()) == 32
 
 
 # --- RewardScorer ----------------------------------------------------------------------------
@@ -209,6 +240,20 @@ def test_the_scorer_takes_the_policys_tokens_only_when_it_shares_them():
     alone = word_scorer()
     assert not alone.same_tokens
     assert torch.equal(alone(["kim"], ["apple"], sequences), alone(["kim"], ["apple"]))
+
+
+def test_the_scorer_scores_a_pair_longer_than_its_positions():
+    scorer = word_scorer()  # 32 positions
+    scorer.max_prompt = scorer.max_response = 64
+    long_prompt = " ".join(["kim says : name one fruit ."] * 10)  # 61 tokens with BOS
+    rewards = scorer([long_prompt], ["apple , pear ."])
+    assert rewards.shape == (1,) and torch.isfinite(rewards).all()
+    assert len(scorer.encode(long_prompt, "apple , pear .")) == 32
+    # the policy's own tokens are fitted the same way: their end kept
+    shared = word_scorer(policy_tokenizer=build_tokenizer())
+    sequence = list(range(5, 45))  # 40 tokens
+    cut = score_sequences(shared.model, [sequence[-32:]], shared.tokenizer.pad_token_id)
+    assert torch.equal(shared(["kim"], ["apple"], [sequence]), cut)
 
 
 def test_the_scorers_accuracy_is_pair_accuracy_of_its_rewards():
