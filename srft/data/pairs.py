@@ -81,6 +81,13 @@ class PairFile:
     dropped: list[InvalidRow] = field(default_factory=list)
 
 
+#: how to leave invalid rows out instead of stopping at the first, said beside such a row
+SKIP_INVALID = (
+    "to skip invalid rows: data.on_invalid: drop; srft evaluate-rm --drop-invalid; "
+    "srft validate-data --on-invalid drop"
+)
+
+
 def read_pairs(
     path: str | Path,
     *,
@@ -111,7 +118,7 @@ def read_pairs(
         elif on_invalid == "drop":
             dropped.append(InvalidRow(line, result))
         else:
-            raise DataError(f"{path}:{line}: {result}")
+            raise DataError(f"{path}:{line}: {result} ({SKIP_INVALID})")
     if not pairs and not dropped:
         raise DataError(f"{path}: file is empty (no JSON lines)")
     if not pairs:

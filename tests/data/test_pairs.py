@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from srft.data.pairs import (
+    SKIP_INVALID,
     InvalidRow,
     PreferencePair,
     pair_from_row,
@@ -44,7 +45,9 @@ def row_fault(tmp_path: Path, bad_line: str, **kwargs) -> str:
     path = write(tmp_path, line() + "\n" + bad_line + "\n" + line() + "\n")
     message = fault(path, **kwargs)
     assert message.startswith(f"{path}:2: ")
-    return message
+    # and it says how to skip such rows instead
+    assert message.endswith(f" ({SKIP_INVALID})")
+    return message.removesuffix(f" ({SKIP_INVALID})")
 
 
 # --- whole-file faults -----------------------------------------------------------------------
@@ -91,6 +94,7 @@ def test_invalid_utf8_names_the_line(tmp_path):
     # The "è" of "Crème" is byte 0xe8 in Latin-1, 41 bytes into the line.
     assert fault(path) == (
         f"{path}:2: not valid UTF-8 (byte 0xe8 at offset 41 of the line); save the file as UTF-8"
+        f" ({SKIP_INVALID})"
     )
 
 
