@@ -13,7 +13,7 @@ from srft.outputs import StageOutputs, scalar_fields
 from srft.run_dir import STAGE_FOLDERS, RunDir
 
 #: Part of every stage's fingerprint: manifests of another format are not reused.
-MANIFEST_FORMAT = 4
+MANIFEST_FORMAT = 5
 
 
 def stage_manifest(

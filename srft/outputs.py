@@ -206,9 +206,9 @@ class RewardOutputs(StageOutputs):
 
 class Consistency(Record):
     pairs: int
-    alone_vs_batch: float
-    padding: float
-    swap_sign: float
+    alone_vs_batch: float  # a pair's margin scored alone vs in the batch
+    padding: float  # beside a much longer sequence
+    order: float  # chosen and rejected interleaved, the pairs in reverse order
     max_abs_diff: float
     consistent: bool
 
@@ -243,6 +243,18 @@ class RewardValidationOutputs(StageOutputs):
     )
     reward_accuracy_train: float = Field(description="reward accuracy on the training pairs")
     reward_accuracy_val: float = Field(description="reward accuracy on the held-out pairs")
+    strict_accuracy_val: float | None = Field(
+        None, description="held out: fraction with r(chosen) > r(rejected), ties as misses"
+    )
+    tie_rate_val: float | None = Field(
+        None, description="held out: fraction with r(chosen) == r(rejected)"
+    )
+    longer_reply_accuracy_val: float | None = Field(
+        None, description="held out: reward accuracy of 'the longer reply wins' (words)"
+    )
+    accuracy_over_length_baseline: float | None = Field(
+        None, description="reward_accuracy_val - longer_reply_accuracy_val"
+    )
     train_val_gap: float = Field(description="reward_accuracy_train - reward_accuracy_val")
     mean_margin_val: float = Field(description="mean of r(chosen) - r(rejected), held out")
     reward_accuracy_judge: float | None = Field(
@@ -253,7 +265,8 @@ class RewardValidationOutputs(StageOutputs):
         description="Pearson correlation of reward with response length, RM tokens"
     )
     consistency_max_abs_diff: float = Field(
-        description="largest reward difference of the same text scored alone, batched, padded"
+        description="largest difference of a pair's margin scored alone, batched, beside "
+        "padding and in another order"
     )
     consistency: Consistency = Field(description="the consistency probe")
     edge_cases: dict[str, EdgeCase] = Field(

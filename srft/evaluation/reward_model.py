@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from srft.data.pairs import read_pairs
-from srft.evaluation.reward_probes import length_bias
+from srft.evaluation.reward_probes import length_bias, longer_reply_accuracy
 from srft.models.loading import load_reward_scorer
-from srft.models.reward import pair_accuracy
+from srft.models.reward import pair_accuracy, strict_accuracy, tie_rate
 
 
 def evaluate_reward_model(
@@ -22,9 +22,11 @@ def evaluate_reward_model(
     batch_size: int = 32,
 ) -> dict[str, Any]:
     """`accuracy` (**reward accuracy**: fraction of pairs with r(chosen) > r(rejected), ties
-    counted half), `n` pairs, `mean_margin` (mean of r(chosen) - r(rejected)),
-    `length_correlation` (Pearson correlation of reward with response length in words, over
-    every chosen and rejected response; None when either side is constant) and
+    counted half), `strict_accuracy` (ties as misses), `tie_rate`, `n` pairs, `mean_margin`
+    (mean of r(chosen) - r(rejected)), `longer_reply_accuracy` (the accuracy of "the longer
+    reply wins", in words, on the same pairs) and `accuracy_over_length_baseline` (accuracy
+    minus it), `length_correlation` (Pearson correlation of reward with response length in
+    words, over every chosen and rejected response; None when either side is constant) and
     `rm_prefers_longer` (share of pairs differing in length where the RM prefers the longer)."""
     pairs = read_pairs(pairs_file, score_scale=score_scale, on_invalid=on_invalid).pairs
     scorer = load_reward_scorer(
@@ -32,10 +34,15 @@ def evaluate_reward_model(
     )
     chosen, rejected = scorer.pairs(pairs)
     lengths = length_bias(scorer, pairs, chosen, rejected, unit="words")
+    accuracy, baseline = pair_accuracy(chosen, rejected), longer_reply_accuracy(pairs)
     return {
-        "accuracy": pair_accuracy(chosen, rejected),
+        "accuracy": accuracy,
+        "strict_accuracy": strict_accuracy(chosen, rejected),
+        "tie_rate": tie_rate(chosen, rejected),
         "n": len(pairs),
         "mean_margin": (chosen - rejected).mean().item(),
+        "longer_reply_accuracy": baseline,
+        "accuracy_over_length_baseline": accuracy - baseline,
         "length_correlation": lengths.correlation,
         "rm_prefers_longer": lengths.rm_prefers_longer,
     }

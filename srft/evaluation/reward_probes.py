@@ -11,7 +11,7 @@ import torch
 
 from srft.data.pairs import PreferencePair
 from srft.evaluation.alignment import pearson
-from srft.models.reward import RewardScorer
+from srft.models.reward import RewardScorer, pair_accuracy
 from srft.outputs import Consistency, EdgeCase, FailureMode, LengthBias
 from srft.scoring import Scorer
 
@@ -19,30 +19,52 @@ CONSISTENCY_TOLERANCE = 1e-3
 
 
 def consistency(scorer: RewardScorer, pairs: list[PreferencePair]) -> Consistency:
-    """The same text scored alone, in a batch, and beside longer padding gets the same reward
-    (max absolute difference within 1e-3); swapping a pair's order flips the sign of its
-    margin."""
+    """The same pair's margin r(chosen) - r(rejected) whatever else is in its batch (max
+    absolute difference within 1e-3), against the margins of the chosen responses batched
+    together and the rejected ones together: each pair scored alone (its two responses a batch
+    of two), beside a much longer sequence (more padding), and with every chosen and rejected
+    response interleaved in one batch in the reverse order."""
+    margins = _margins(*scorer.pairs(pairs))
+    alone = torch.cat([_margins(*scorer.pairs([pair])) for pair in pairs[:16]])
+    long_prompt, long_reply = "x " * 40, "y " * 40
     prompts = [p.prompt for p in pairs]
-    chosen = [p.chosen for p in pairs]
-    batched = scorer(prompts, chosen)
-    alone = torch.cat([scorer([p], [r]) for p, r in zip(prompts[:16], chosen[:16], strict=True)])
-    padded = scorer(prompts + ["x " * 40], chosen + ["y " * 40])[: len(pairs)]
-    rejected = scorer(prompts, [p.rejected for p in pairs])
-    swapped = scorer(prompts, [p.rejected for p in pairs]) - scorer(prompts, chosen)
+    padded = scorer(
+        [*prompts, long_prompt, *prompts],
+        [*(p.chosen for p in pairs), long_reply] + [p.rejected for p in pairs],
+    )
+    padded = padded[: len(pairs)] - padded[len(pairs) + 1 :]
+    backwards = pairs[::-1]
+    interleaved = scorer(
+        [p.prompt for p in backwards for _ in (0, 1)],
+        [text for p in backwards for text in (p.chosen, p.rejected)],
+    )
+    reordered = (interleaved[0::2] - interleaved[1::2]).flip(0)
     diffs = [
-        (alone - batched[:16]).abs().max().item(),
-        (padded - batched).abs().max().item(),
-        (swapped + (batched - rejected)).abs().max().item(),
+        (alone - margins[:16]).abs().max().item(),
+        (padded - margins).abs().max().item(),
+        (reordered - margins).abs().max().item(),
     ]
     worst = max(diffs)
     return Consistency(
         pairs=len(pairs),
         alone_vs_batch=diffs[0],
         padding=diffs[1],
-        swap_sign=diffs[2],
+        order=diffs[2],
         max_abs_diff=worst,
         consistent=worst <= CONSISTENCY_TOLERANCE,
     )
+
+
+def _margins(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+    return chosen - rejected
+
+
+def longer_reply_accuracy(pairs: list[PreferencePair]) -> float:
+    """The reward accuracy of the baseline "the longer reply wins": each reply scored by its
+    length in words, ties counted half."""
+    chosen = torch.tensor([float(len(p.chosen.split())) for p in pairs])
+    rejected = torch.tensor([float(len(p.rejected.split())) for p in pairs])
+    return pair_accuracy(chosen, rejected)
 
 
 def edge_cases(

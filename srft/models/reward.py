@@ -23,6 +23,20 @@ def pair_accuracy(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> float:
     return wins.mean().item()
 
 
+def strict_accuracy(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> float:
+    """Fraction of pairs with `r(chosen) > r(rejected)`, ties counted as misses."""
+    if r_chosen.numel() == 0:
+        return float("nan")
+    return (r_chosen > r_rejected).float().mean().item()
+
+
+def tie_rate(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> float:
+    """Fraction of pairs the rewards do not order: `r(chosen) == r(rejected)`."""
+    if r_chosen.numel() == 0:
+        return float("nan")
+    return (r_chosen == r_rejected).float().mean().item()
+
+
 def encode_pair_text(
     tokenizer,
     prompt: str,

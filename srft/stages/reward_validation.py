@@ -13,10 +13,11 @@ from srft.evaluation.reward_probes import (
     failure_modes,
     judge_accuracy,
     length_bias,
+    longer_reply_accuracy,
 )
 from srft.gates import Gate
 from srft.models.loading import apply_threads, load_reward_scorer
-from srft.models.reward import pair_accuracy
+from srft.models.reward import pair_accuracy, strict_accuracy, tie_rate
 from srft.outputs import PreferenceOutputs, RewardOutputs, RewardValidationOutputs
 from srft.stages.base import StageContext, StageResult, StageSpec
 from srft.stages.remedies import after_reward_model
@@ -47,10 +48,15 @@ def run(ctx: StageContext) -> StageResult:
         judged, judge_pairs = by_main(lambda: judge_accuracy(judge, val, val_c, val_r))
     found = consistency(scorer, val[:64])
     lengths = length_bias(scorer, val, val_c, val_r)
+    baseline = longer_reply_accuracy(val)
     outputs = RewardValidationOutputs(
         held_out_pairs=len(val),
         reward_accuracy_train=accuracy_train,
         reward_accuracy_val=accuracy_val,
+        strict_accuracy_val=strict_accuracy(val_c, val_r),
+        tie_rate_val=tie_rate(val_c, val_r),
+        longer_reply_accuracy_val=baseline,
+        accuracy_over_length_baseline=accuracy_val - baseline,
         train_val_gap=accuracy_train - accuracy_val,
         mean_margin_val=(val_c - val_r).mean().item(),
         reward_accuracy_judge=judged,
@@ -100,9 +106,16 @@ def _markdown(o: RewardValidationOutputs, gates: list[Gate]) -> str:
         "",
         "## Consistency",
         "",
-        f"Max |reward difference| alone vs batch {_fmt(c.alone_vs_batch)}, with other padding "
-        f"{_fmt(c.padding)}, swapped pair sign {_fmt(c.swap_sign)}: "
-        f"{'consistent' if c.consistent else 'INCONSISTENT'}.",
+        f"Max |margin difference| of the same pair scored alone vs batched "
+        f"{_fmt(c.alone_vs_batch)}, beside longer padding {_fmt(c.padding)}, interleaved in "
+        f"reverse order {_fmt(c.order)}: {'consistent' if c.consistent else 'INCONSISTENT'}.",
+        "",
+        "## Against the length baseline",
+        "",
+        f"Held-out accuracy {_fmt(o.reward_accuracy_val)} (strict {_fmt(o.strict_accuracy_val)}, "
+        f'ties {_fmt(o.tie_rate_val)}); "the longer reply wins" scores '
+        f"{_fmt(o.longer_reply_accuracy_val)} on the same pairs: a margin of "
+        f"{_fmt(o.accuracy_over_length_baseline)}.",
         "",
         "## Edge cases (reward relative to the chosen response)",
         "",

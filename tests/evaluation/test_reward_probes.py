@@ -11,6 +11,7 @@ from srft.evaluation.reward_probes import (
     failure_modes,
     judge_accuracy,
     length_bias,
+    longer_reply_accuracy,
 )
 
 
@@ -38,8 +39,34 @@ PAIRS = [
 def test_a_deterministic_scorer_is_consistent():
     found = consistency(WordCount(), PAIRS)
     assert found.pairs == 3
-    assert (found.alone_vs_batch, found.padding, found.swap_sign) == (0.0, 0.0, 0.0)
+    assert (found.alone_vs_batch, found.padding, found.order) == (0.0, 0.0, 0.0)
     assert found.consistent
+
+
+class ReadsPadding(WordCount):
+    """A scorer with a padding bug: each reward takes 0.1 per padding position its sequence
+    gets in its batch (the batch's longest response minus its own), as a model reading the
+    last position instead of the last real token would."""
+
+    def __call__(self, prompts, responses, sequences=None):
+        words = [len(r.split()) for r in responses]
+        return torch.tensor([n + 0.1 * (max(words) - n) for n in words])
+
+
+def test_a_scorer_whose_margins_depend_on_the_batch_is_inconsistent():
+    found = consistency(ReadsPadding(), PAIRS)
+    # batched, the chosen (4, 1, 6 words) pad to 6 and the rejected (2, 3, 1) to 3: rewards
+    # 4.2, 1.5, 6 and 2.1, 3, 1.2, margins 2.1, -1.5, 4.8. Alone nothing pads: 2, -2, 5.
+    assert found.alone_vs_batch == pytest.approx(0.5)  # "p two": -2 against -1.5
+    assert found.padding > 0 and found.order > 0
+    assert not found.consistent
+
+
+def test_the_longer_reply_wins_baseline():
+    # chosen longer in "p one" and "p three", shorter in "p two": 2 of 3
+    assert longer_reply_accuracy(PAIRS) == pytest.approx(2 / 3)
+    tie = PreferencePair("p", "a b", "c d")
+    assert longer_reply_accuracy([tie]) == 0.5  # ties counted half
 
 
 def test_edge_cases_against_the_chosen_responses():

@@ -12,6 +12,8 @@ from srft.models.reward import (
     pair_accuracy,
     positions_of,
     score_sequences,
+    strict_accuracy,
+    tie_rate,
 )
 from srft.world.tokenizer import build_tokenizer
 
@@ -80,6 +82,20 @@ def test_pair_accuracy_extremes():
     assert pair_accuracy(t(1, 2), t(0, 1)) == 1.0
     assert pair_accuracy(t(0, 1), t(1, 2)) == 0.0
     assert pair_accuracy(t(1, 1), t(1, 1)) == 0.5  # all ties: chance level
+
+
+def test_strict_accuracy_counts_ties_as_misses_and_the_tie_rate_counts_them():
+    chosen, rejected = t(1.0, 2.0, 3.0, 0.5), t(0.0, 2.0, 4.0, 0.5)
+    assert pair_accuracy(chosen, rejected) == pytest.approx((1 + 0.5 + 0 + 0.5) / 4)
+    assert strict_accuracy(chosen, rejected) == pytest.approx(1 / 4)
+    assert tie_rate(chosen, rejected) == pytest.approx(2 / 4)
+    # a reward model that scores everything the same: half by ties, none strictly
+    same = t(0.3, 0.3, 0.3)
+    assert (pair_accuracy(same, same), strict_accuracy(same, same), tie_rate(same, same)) == (
+        0.5,
+        0.0,
+        1.0,
+    )
 
 
 def test_pair_accuracy_of_no_pairs_is_nan():
