@@ -6,7 +6,9 @@ measured says why."""
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,7 @@ def write_report(run: RunDir, records_of: Sequence[type[StageOutputs]]) -> Path:
         lines.append(f"| {number} {m['name']} | {m['status']} | {m['seconds']:.1f} |")
     lines += ["", "## Stage-by-stage checklists", ""]
     by_stage = {n: {g.name: g for g in gates if g.stage == n} for n in STAGE_FOLDERS}
+    rows = read_jsonl(run.metrics) if run.metrics.exists() else []
     for number, title in TITLES.items():
         lines += [f"### Stage {number}: {title}", ""]
         record = records.get(number)
@@ -101,7 +104,15 @@ def write_report(run: RunDir, records_of: Sequence[type[StageOutputs]]) -> Path:
         elif render is None:
             lines.append(f"- [ ] no checklist for {type(record).__name__}")
         else:
-            lines += render(record, by_stage[number])
+            manifest = manifests[number]
+            done = manifest["status"] == "done"
+            evidence = Evidence(
+                gates=by_stage[number],
+                folder=run.stage(number) if done else run.staging(number),
+                done=done,
+                logged=frozenset(r["name"] for r in rows if r.get("stage") == number),
+            )
+            lines += render(record, evidence)
         lines.append("")
     iterations = records.get(IterationOutputs.STAGE)
     if isinstance(iterations, IterationOutputs) and iterations.iterations:
@@ -115,7 +126,6 @@ def write_report(run: RunDir, records_of: Sequence[type[StageOutputs]]) -> Path:
     lines += ["", "## Definitions", "", DEFINITIONS]
     markdown = "\n".join(lines)
     atomic_write_text(run.report_md, markdown)
-    rows = read_jsonl(run.metrics) if run.metrics.exists() else []
     table = (
         [row.model_dump() for row in iterations.iterations]
         if isinstance(iterations, IterationOutputs)
@@ -148,6 +158,23 @@ STYLE = (
 )
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """What a stage's checklist is derived from besides its outputs record: its gates by name,
+    its folder (published, or the failed attempt's), whether it is done, and the names of the
+    metrics it logged."""
+
+    gates: dict[str, Gate]
+    folder: Path
+    done: bool
+    logged: frozenset[str]
+
+    def holds(self, relative: str) -> bool:
+        """Whether the stage's folder holds `relative` (a file or a folder with files)."""
+        path = self.folder / relative
+        return path.is_file() or (path.is_dir() and any(path.iterdir()))
+
+
 def _box(ok: bool | None, text: str, why: str = "") -> str:
     if ok is None:
         return f"- [ ] {text} (not measured: {why})" if why else f"- [ ] {text}"
@@ -173,13 +200,20 @@ def _number(value: Any, digits: int = 4) -> str:
     )
 
 
-def _stage1(o: SFTOutputs, g: dict[str, Gate]) -> list[str]:
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _stage1(o: SFTOutputs, e: Evidence) -> list[str]:
     rows = [
-        _box(True, "Base model loaded and verified"),
-        _box(True, f"SFT data validated: {o.train_examples} train examples"),
-        _box(True, f"Train/validation split created: {o.train_examples}/{o.val_examples}"),
-        _box(o.trained, "SFT training completed successfully"),
-        _box(True, f"Validation perplexity: {_number(o.val_perplexity)}"),
+        _box(_finite(o.val_loss), "Base model loaded and verified (a finite validation loss)"),
+        _box(o.train_examples > 0, f"SFT data validated: {o.train_examples} train examples"),
+        _box(
+            o.train_examples > 0 and o.val_examples > 0,
+            f"Train/validation split created: {o.train_examples}/{o.val_examples}",
+        ),
+        _box(o.trained and e.done, "SFT training completed successfully"),
+        _box(_finite(o.val_perplexity), f"Validation perplexity: {_number(o.val_perplexity)}"),
         _box(bool(o.baseline), "Capability benchmarks run and recorded"),
     ]
     for name in ("mmlu", "humaneval", "gsm8k"):
@@ -188,27 +222,42 @@ def _stage1(o: SFTOutputs, g: dict[str, Gate]) -> list[str]:
                 _box(None, f"  {name} score: _____", "not configured in evaluation.benchmarks")
             )
     for name, score in sorted(o.baseline.items()):
-        rows.append(_box(True, f"  {name}: {score:.4f}"))
-    rows.append(_box(True, "Model checkpoint saved: stage1_sft/model (save_pretrained)"))
+        rows.append(_box(_finite(score), f"  {name}: {_number(score)}"))
+    rows.append(
+        _box(
+            e.holds("model/config.json"),
+            "Model checkpoint saved: stage1_sft/model (save_pretrained)",
+        )
+    )
     return rows
 
 
-def _stage2(o: PreferenceOutputs, g: dict[str, Gate]) -> list[str]:
+def _stage2(o: PreferenceOutputs, e: Evidence) -> list[str]:
+    imported = o.source == "file"
     return [
         _box(
             o.unique_prompts >= 1000,
             f"Prompt dataset: {o.unique_prompts} unique prompts (target >= 1000)",
         ),
-        _box(
-            (o.samples_per_prompt or 2) >= 2,
-            f"Responses per prompt: {o.samples_per_prompt or 'from file'}",
+        _box(None, "Responses per prompt: from the file", "imported pairs")
+        if imported
+        else _box(
+            (o.samples_per_prompt or 0) >= 2,
+            f"Responses per prompt: {o.samples_per_prompt} (target >= 2)",
         ),
-        _box(True, f"Preference pairs collected ({o.source})"),
-        _box(True, "Data format validated (JSONL prompt/chosen/rejected)"),
-        _gate_box(g, "preference_gap", "Preference gap"),
-        _gate_box(g, "pair_count", "Pair count"),
-        _gate_box(g, "decontamination", "Decontamination score"),
-        _box(True, f"Data splits created: {o.pairs_train} train / {o.pairs_val} validation"),
+        _box(o.pairs > 0, f"Preference pairs collected ({o.source}): {o.pairs}"),
+        _box(
+            o.pairs > 0,
+            "Data format validated (JSONL prompt/chosen/rejected)"
+            + (f": {o.invalid_rows_dropped} invalid rows dropped" if imported else ""),
+        ),
+        _gate_box(e.gates, "preference_gap", "Preference gap"),
+        _gate_box(e.gates, "pair_count", "Pair count"),
+        _gate_box(e.gates, "decontamination", "Decontamination score"),
+        _box(
+            o.pairs_train > 0 and o.pairs_val > 0,
+            f"Data splits created: {o.pairs_train} train / {o.pairs_val} validation",
+        ),
         _box(
             o.label_judge_disagreement is not None,
             f"Labels disagreeing with the judge: {_number(o.label_judge_disagreement)}",
@@ -216,23 +265,40 @@ def _stage2(o: PreferenceOutputs, g: dict[str, Gate]) -> list[str]:
     ]
 
 
-def _stage3(o: RewardOutputs, g: dict[str, Gate]) -> list[str]:
+def _stage3(o: RewardOutputs, e: Evidence) -> list[str]:
     return [
-        _box(True, f"Reward model initialised from {o.base}"),
-        _box(True, f"Training data loaded: {o.train_pairs} pairs, {o.val_pairs} validation"),
-        _box(True, "Loss function: binary cross-entropy on r(chosen) - r(rejected)"),
-        _gate_box(g, "reward_accuracy_train", "Training accuracy"),
-        _gate_box(g, "reward_accuracy_val", "Validation accuracy"),
-        _box(True, "Loss curves in metrics.jsonl"),
-        _box(True, f"Best checkpoint saved ({o.best_checkpoint})"),
+        _box(e.done and o.train_pairs > 0, f"Reward model initialised from {o.base} and trained"),
+        _box(
+            o.train_pairs > 0 and o.val_pairs > 0,
+            f"Training data loaded: {o.train_pairs} pairs, {o.val_pairs} validation",
+        ),
+        _box(
+            _finite(o.loss_train) and _finite(o.loss_val),
+            "Loss function: binary cross-entropy on r(chosen) - r(rejected): "
+            f"{_number(o.loss_train)} train, {_number(o.loss_val)} validation",
+        ),
+        _gate_box(e.gates, "reward_accuracy_train", "Training accuracy"),
+        _gate_box(e.gates, "reward_accuracy_val", "Validation accuracy"),
+        _box(any("loss" in name for name in e.logged), "Loss curves in metrics.jsonl"),
+        _box(
+            bool(o.best_checkpoint) and e.holds("model/config.json"),
+            f"Best checkpoint saved ({o.best_checkpoint or 'none'})",
+        ),
     ]
 
 
-def _stage4(o: RewardValidationOutputs, g: dict[str, Gate]) -> list[str]:
+def _stage4(o: RewardValidationOutputs, e: Evidence) -> list[str]:
+    margin = o.accuracy_over_length_baseline
     return [
-        _box(True, f"Held-out set: {o.held_out_pairs} pairs"),
-        _gate_box(g, "reward_accuracy_val", "Validation accuracy"),
-        _gate_box(g, "train_val_gap", "Train/val gap"),
+        _box(o.held_out_pairs > 0, f"Held-out set: {o.held_out_pairs} pairs"),
+        _gate_box(e.gates, "reward_accuracy_val", "Validation accuracy"),
+        _gate_box(e.gates, "train_val_gap", "Train/val gap"),
+        _box(
+            None if margin is None else margin > 0,
+            f"Ahead of 'the longer reply wins' ({_number(o.longer_reply_accuracy_val)}) by "
+            f"{_number(margin)}",
+            "no baseline measured",
+        ),
         _box(
             o.reward_accuracy_judge is not None,
             f"Accuracy against the judge: {_number(o.reward_accuracy_judge)}",
@@ -243,9 +309,12 @@ def _stage4(o: RewardValidationOutputs, g: dict[str, Gate]) -> list[str]:
         ),
         _box(
             o.consistency.consistent,
-            f"Reward consistency: max difference {_number(o.consistency.max_abs_diff, 6)}",
+            f"Reward consistency: max margin difference {_number(o.consistency.max_abs_diff, 6)}",
         ),
-        _box(bool(o.failure_modes), "Failure modes documented (validation_report.md)"),
+        _box(
+            e.holds("validation_report.md"),
+            f"Failure modes documented (validation_report.md): {len(o.failure_modes)} shown",
+        ),
         _box(
             o.length_bias.correlation is not None,
             f"Length bias: reward/length correlation {_number(o.length_bias.correlation)}",
@@ -253,16 +322,19 @@ def _stage4(o: RewardValidationOutputs, g: dict[str, Gate]) -> list[str]:
     ]
 
 
-def _stage5(o: RLOutputs, g: dict[str, Gate]) -> list[str]:
+def _stage5(o: RLOutputs, e: Evidence) -> list[str]:
     return [
-        _box(True, f"RL algorithm: {o.algorithm} (value model: {o.value_model})"),
-        _box(True, "Policy initialised from the SFT model; reward model frozen"),
+        _box(o.steps > 0, f"RL algorithm: {o.algorithm} (value model: {o.value_model})"),
         _box(
-            True,
+            e.done and o.steps > 0,
+            "Policy initialised from the SFT model and trained; reward model frozen",
+        ),
+        _box(
+            o.steps > 0,
             f"Training: {o.steps} steps, {o.episodes} episodes, {o.rollbacks} KL rollbacks",
         ),
-        _gate_box(g, "kl_divergence", "KL divergence"),
-        _gate_box(g, "entropy", "Entropy"),
+        _gate_box(e.gates, "kl_divergence", "KL divergence"),
+        _gate_box(e.gates, "entropy", "Entropy"),
         _box(
             o.reward_improving,
             f"Average reward trending up: {_number(o.reward_first_steps)} -> "
@@ -274,12 +346,16 @@ def _stage5(o: RLOutputs, g: dict[str, Gate]) -> list[str]:
             f"{_number(o.policy_loss_last_steps)}",
             "a PPO surrogate has no trend to expect",
         ),
-        _box(True, "Checkpoints and logs saved (stage5_rl/checkpoints, metrics.jsonl)"),
+        _box(
+            e.holds("model/config.json") and "kl_per_token_nats" in e.logged,
+            "Policy and logs saved (stage5_rl/model, metrics.jsonl)",
+        ),
     ]
 
 
-def _stage6(o: IterationOutputs, g: dict[str, Gate]) -> list[str]:
-    rows = [_box(True, f"Score source: {o.score_source}")]
+def _stage6(o: IterationOutputs, e: Evidence) -> list[str]:
+    ran = bool(o.iterations)
+    rows = [_box(ran, f"Score source: {o.score_source}")]
     for row in o.iterations:
         rows.append(
             _box(
@@ -288,31 +364,45 @@ def _stage6(o: IterationOutputs, g: dict[str, Gate]) -> list[str]:
             )
         )
     rows += [
-        _box(True, f"Best iteration: {o.best_iteration}"),
-        _box(True, f"Decision: {o.stop_reason}"),
-        _gate_box(g, "kl_divergence", "KL divergence"),
-        _gate_box(g, "entropy", "Entropy"),
+        _box(ran, f"Best iteration: {o.best_iteration}"),
+        _box(bool(o.stop_reason), f"Decision: {o.stop_reason}"),
+        _gate_box(e.gates, "kl_divergence", "KL divergence"),
+        _gate_box(e.gates, "entropy", "Entropy"),
     ]
     return rows
 
 
-def _stage7(o: EvaluationOutputs, g: dict[str, Gate]) -> list[str]:
-    rows = [_box(True, f"Final model: {Path(o.final_model).parent.name}")]
+def _stage7(o: EvaluationOutputs, e: Evidence) -> list[str]:
+    final_model = Path(o.final_model)
+    rows = [_box(final_model.exists(), f"Final model: {final_model.parent.name}")]
+    retention = e.gates.get("capability_retention")
+    floor = retention.threshold if retention and isinstance(retention.threshold, float) else 1.0
     for name, score in sorted(o.benchmarks.items()):
-        rows.append(_box(True, f"  {name}: {score:.4f} (baseline: {o.baseline.get(name, 0):.4f})"))
+        baseline = o.baseline.get(name)
+        held = baseline is not None and score >= floor * baseline
+        rows.append(
+            _box(
+                held,
+                f"  {name}: {score:.4f} (baseline: {_number(baseline)}; held: at least "
+                f"{floor:g} x baseline)",
+            )
+        )
     hacking = o.reward_hacking
     found = "FLAGGED" if hacking else "not flagged" if hacking is False else "no judge"
     rows += [
-        _gate_box(g, "capability_retention", "Retention rate"),
-        _gate_box(g, "win_rate", "Win rate vs SFT"),
+        _gate_box(e.gates, "capability_retention", "Retention rate"),
+        _gate_box(e.gates, "win_rate", "Win rate vs SFT"),
         _box(
-            True,
+            None
+            if o.final.reward is None or o.sft.reward is None
+            else o.final.reward > o.sft.reward,
             f"Reward model score on held-out prompts: {_number(o.final.reward)} "
             f"(SFT: {_number(o.sft.reward)})",
+            "no reward measured",
         ),
         _box(None, "Human eval score: _____ /10", "no human evaluation in an automated run"),
-        _gate_box(g, "kl_divergence", "Final KL divergence"),
-        _gate_box(g, "reward_accuracy_val", "Reward accuracy maintained"),
+        _gate_box(e.gates, "kl_divergence", "Final KL divergence"),
+        _gate_box(e.gates, "reward_accuracy_val", "Reward accuracy maintained"),
         _box(
             bool(
                 o.interpretability.reward_criterion_correlation
@@ -325,7 +415,7 @@ def _stage7(o: EvaluationOutputs, g: dict[str, Gate]) -> list[str]:
             f"Reward hacking check: {found} (reward {_number(o.reward_gain)}, "
             f"judge {_number(o.judge_gain)})",
         ),
-        _box(True, f"Deployment decision: {o.deploy_decision}"),
+        _box(o.deploy_decision == "deploy", f"Deployment decision: {o.deploy_decision}"),
     ]
     return rows
 
@@ -347,7 +437,7 @@ TITLES = {
     6: "Iterative Training",
     7: "Evaluation & Monitoring",
 }
-CHECKLISTS: dict[type, Callable[[Any, dict[str, Gate]], list[str]]] = {
+CHECKLISTS: dict[type, Callable[[Any, Evidence], list[str]]] = {
     SFTOutputs: _stage1,
     PreferenceOutputs: _stage2,
     RewardOutputs: _stage3,

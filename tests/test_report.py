@@ -1,13 +1,22 @@
 """report.md renders each stage's checklist from its outputs record, and says so when a record
 cannot be read or has no checklist."""
 
+import math
 from pathlib import Path
 from typing import ClassVar
 
 from srft.artifacts import atomic_write_json
+from srft.gates import Gate
 from srft.manifests import stage_manifest
-from srft.outputs import PreferenceOutputs, SFTOutputs, StageOutputs
-from srft.report import write_report
+from srft.outputs import (
+    EvaluationOutputs,
+    Interpretability,
+    PolicyMeasures,
+    PreferenceOutputs,
+    SFTOutputs,
+    StageOutputs,
+)
+from srft.report import Evidence, _stage1, _stage7, write_report
 from srft.run_dir import RunDir
 from tests.runs import SFT_RECORD
 
@@ -39,3 +48,46 @@ def test_the_checklists_come_from_the_records(tmp_path):
     assert "- [ ] no checklist for Custom" in text
     assert "### Stage 4: Reward Model Validation\n\n- [ ] not run in this run directory" in text
     assert run.report_html.exists()
+
+
+def evidence(tmp_path: Path, gates=(), done: bool = True, logged=()) -> Evidence:
+    return Evidence({g.name: g for g in gates}, tmp_path, done, frozenset(logged))
+
+
+def test_a_box_is_ticked_only_where_its_measurement_holds(tmp_path):
+    found = "\n".join(_stage1(SFT_RECORD, evidence(tmp_path)))
+    # no model in the stage's folder: the checkpoint is not ticked
+    assert "- [ ] Model checkpoint saved" in found
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    found = "\n".join(_stage1(SFT_RECORD, evidence(tmp_path)))
+    assert "- [x] Model checkpoint saved" in found
+    failed = SFT_RECORD.model_copy(update={"val_loss": float("nan"), "val_perplexity": math.nan})
+    found = "\n".join(_stage1(failed, evidence(tmp_path, done=False)))
+    assert "- [ ] Base model loaded and verified" in found
+    assert "- [ ] Validation perplexity: nan" in found
+    assert "- [ ] SFT training completed successfully" in found
+
+
+def test_stage_7_ticks_a_benchmark_only_when_it_held_and_the_decision_only_when_deploy(tmp_path):
+    record = EvaluationOutputs.model_construct(
+        final_model=str(tmp_path),
+        benchmarks={"kept": 0.96, "lost": 0.5},
+        baseline={"kept": 1.0, "lost": 1.0},
+        final=PolicyMeasures.model_construct(reward=0.2),
+        sft=PolicyMeasures.model_construct(reward=0.4),
+        interpretability=Interpretability.model_construct(
+            reward_criterion_correlation=None, reward_length_correlation=None
+        ),
+        reward_hacking=None,
+        reward_gain=None,
+        judge_gain=None,
+        deploy_decision="stop",
+    )
+    retention = Gate("capability_retention", 0.73, 0.95, ">=", 7)
+    found = "\n".join(_stage7(record, evidence(tmp_path, [retention])))
+    assert "- [x]   kept: 0.9600 (baseline: 1.0000; held: at least 0.95 x baseline)" in found
+    assert "- [ ]   lost: 0.5000" in found
+    assert "- [ ] Reward model score on held-out prompts: 0.2000 (SFT: 0.4000)" in found
+    assert "- [ ] Deployment decision: stop" in found
+    assert "- [ ] Retention rate: 0.7300" in found
