@@ -69,17 +69,31 @@ def reward_model_scorer(config: SrftConfig) -> Scorer:
 
 
 def build_annotator(config: SrftConfig) -> Scorer:
+    """The annotator `annotation.type` names: a callable, a reward model, or human labels (with
+    `hybrid`, the reward model when set, else the callable, labelling the rest)."""
     annotation = config.annotation
     if annotation.type == "callable":
-        key = "annotation.callable"
-        spec = annotation.callable or ""
-        function = import_callable(spec, key) if ":" in spec else ANNOTATORS.get(spec, key)
-        return callable_scorer(function, key, annotation.options, config.seed)
+        return _callable_annotator(config)
     if annotation.type == "reward_model":
         return reward_model_scorer(config)
-    raise SrftError(
-        "annotation.type 'labels_file' scores existing responses; it does not annotate generations"
-    )
+    from srft.data.human_labels import HumanLabels, read_labels
+
+    fallback = None
+    if annotation.hybrid:
+        fallback = reward_model_scorer(config) if annotation.reward_model else None
+        fallback = fallback or _callable_annotator(config)
+    path = annotation.labels_file or ""
+    return HumanLabels(read_labels(path), path, fallback)
+
+
+def _callable_annotator(config: SrftConfig) -> Scorer:
+    annotation = config.annotation
+    key = "annotation.callable"
+    spec = annotation.callable or ""
+    if not spec:
+        raise SrftError(f"{key}: required to label what annotation.labels_file leaves out")
+    function = import_callable(spec, key) if ":" in spec else ANNOTATORS.get(spec, key)
+    return callable_scorer(function, key, annotation.options, config.seed)
 
 
 def build_judge(config: SrftConfig) -> Scorer | None:

@@ -158,7 +158,15 @@ class AnnotationConfig(Section):
     )
     reward_model: str | None = Field(None, description="Reward-model checkpoint used as annotator")
     labels_file: str | None = Field(
-        None, description="JSONL rows {prompt, response, score} of human labels"
+        None,
+        description="Human labels: JSONL rows {prompt, response, score}, or {id, score} with the "
+        "ids of stage 2's candidates.jsonl",
+    )
+    hybrid: bool = Field(
+        False,
+        description="With labels_file: the responses no human labelled are labelled by "
+        "annotation.reward_model when set, else annotation.callable; stage 2 reports how often "
+        "the two agree",
     )
     samples_per_prompt: int = Field(4, ge=2, description="Responses generated per prompt")
     pairs_per_prompt: int = Field(

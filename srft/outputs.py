@@ -141,6 +141,12 @@ class PreferenceOutputs(StageOutputs):
     val_pairs_file: Path = Field(
         Path("pairs_val.jsonl"), description="pairs for epoch selection and validation (JSONL)"
     )
+    candidates_file: Path | None = Field(
+        Path("candidates.jsonl"),
+        description="generated pairs: every sampled response with its id, score and labeller "
+        "(human, ai or annotator), to label by hand (annotation.labels_file); None for imported "
+        "pairs",
+    )
     data_report: Path = Field(Path("data_report.md"), description="the data report")
     data_report_json: Path = Field(
         Path("data_report.json"), description="the data report's numbers and contaminated pairs"
@@ -171,6 +177,20 @@ class PreferenceOutputs(StageOutputs):
         None, description="imported pairs: invalid rows dropped (data.on_invalid: drop)"
     )
     prompts: int | None = Field(None, description="generated pairs: prompts sampled")
+    human_labels: int | None = Field(
+        None, description="annotation.labels_file: responses labelled by humans"
+    )
+    ai_labels: int | None = Field(
+        None, description="annotation.hybrid: responses labelled by the AI annotator instead"
+    )
+    human_ai_agreement: float | None = Field(
+        None,
+        description="annotation.hybrid: share of the response pairs humans order that the AI "
+        "orders alike, over the responses both labelled (AI ties half)",
+    )
+    human_ai_ordered_pairs: int | None = Field(
+        None, description="the response pairs that agreement is over"
+    )
     samples_per_prompt: int | None = Field(None, description="generated pairs: responses each")
     temperature: float | None = Field(None, description="generated pairs: sampling temperature")
     responses: int | None = Field(None, description="generated pairs: responses sampled")

@@ -40,6 +40,7 @@ class Candidates:
     pairs: list[PreferencePair]
     prompts: list[str]  # one entry per response
     responses: list[str]
+    scores: list[float]  # the annotator's, one per response
 
 
 def sample_pairs(
@@ -87,4 +88,4 @@ def sample_pairs(
     for i, prompt in enumerate(prompts):
         scores = [min(high, max(low, s)) for s in flat_scores[i * k : (i + 1) * k]]
         pairs += ranked_pairs(prompt, samples[i], scores, a.pairs_per_prompt)
-    return Candidates(pairs, flat_prompts, flat_responses)
+    return Candidates(pairs, flat_prompts, flat_responses, flat_scores)

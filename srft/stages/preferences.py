@@ -9,14 +9,16 @@ import statistics
 from typing import Any
 
 from srft.annotation import build_annotator, build_judge
-from srft.artifacts import atomic_write_json, atomic_write_text
+from srft.artifacts import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from srft.config import SrftConfig
 from srft.data.candidates import sample_pairs
 from srft.data.decontamination import decontaminate
+from srft.data.human_labels import HumanLabels, response_id
 from srft.data.pairs import PreferencePair, read_pairs, write_pairs
 from srft.data.prompts import training_prompts
 from srft.data.quality import preference_gap
 from srft.data.sft import read_prompt_rows
+from srft.distributed import all_sum
 from srft.evaluation.benchmarks import benchmark_texts
 from srft.gates import Gate
 from srft.models.loading import apply_threads, load_policy, load_tokenizer, resolve_device
@@ -110,7 +112,8 @@ def run(ctx: StageContext) -> StageResult:
     atomic_write_json(ctx.path("data_report_json"), report)
     atomic_write_text(ctx.path("data_report"), _report_markdown(metrics, gates, contaminated))
     ctx.tracker.log({k: v for k, v in metrics.items() if isinstance(v, int | float)})
-    return StageResult(PreferenceOutputs(**metrics), gates)
+    files = {} if metrics["source"] == "generated" else {"candidates_file": None}
+    return StageResult(PreferenceOutputs(**metrics, **files), gates)
 
 
 def _generate_pairs(ctx: StageContext) -> tuple[list[PreferencePair], dict[str, Any]]:
@@ -122,13 +125,9 @@ def _generate_pairs(ctx: StageContext) -> tuple[list[PreferencePair], dict[str, 
     policy = load_policy(policy_dir, device)
     prompts = training_prompts(config)
     a = config.annotation
+    annotator = build_annotator(config)
     found = sample_pairs(
-        policy,
-        tokenizer,
-        prompts,
-        build_annotator(config),
-        config,
-        config.seed + 1000 * ctx.attempt,
+        policy, tokenizer, prompts, annotator, config, config.seed + 1000 * ctx.attempt
     )
     pairs, flat_prompts, flat_responses = found.pairs, found.prompts, found.responses
     info: dict[str, Any] = {
@@ -137,11 +136,49 @@ def _generate_pairs(ctx: StageContext) -> tuple[list[PreferencePair], dict[str, 
         "temperature": a.temperature,
         "responses": len(flat_responses),
     }
+    labels = annotator if isinstance(annotator, HumanLabels) else None
+    if labels is not None:
+        info.update(_label_counts(labels))
+    atomic_write_jsonl(
+        ctx.path("candidates_file"),
+        [
+            {
+                "id": response_id(prompt, response),
+                "prompt": prompt,
+                "response": response,
+                "score": score,
+                "labelled_by": _labeller(labels, prompt, response),
+            }
+            for prompt, response, score in zip(
+                flat_prompts, flat_responses, found.scores, strict=True
+            )
+        ],
+    )
     judge = build_judge(config)
     if judge is not None:
         # The SFT policy's mean judge score over its sampled responses: the room RL has.
         info["policy_mean_judge_score"] = statistics.fmean(judge(flat_prompts, flat_responses))
     return pairs, info
+
+
+def _labeller(labels: HumanLabels | None, prompt: str, response: str) -> str:
+    if labels is None:
+        return "annotator"
+    return "human" if labels.labelled(prompt, response) else "ai"
+
+
+def _label_counts(labels: HumanLabels) -> dict[str, Any]:
+    """Responses labelled by humans and by the AI, over every process's chunks, and their
+    agreement where both labelled."""
+    human, ai, agreed, ordered = all_sum(
+        [labels.by_human, labels.by_ai, labels.agreed, labels.ordered]
+    )
+    return {
+        "human_labels": int(human),
+        "ai_labels": int(ai),
+        "human_ai_agreement": agreed / ordered if ordered else None,
+        "human_ai_ordered_pairs": int(ordered),
+    }
 
 
 def _import_pairs(

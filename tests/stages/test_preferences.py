@@ -2,6 +2,8 @@
 is loaded), and on the shared run: a pair count short of its minimum stops the run and keeps the
 published stage, and the gates' thresholds come from constraints."""
 
+import shutil
+
 import pytest
 
 import srft.stages.preferences
@@ -245,3 +247,47 @@ def test_stage_2_gates_take_their_thresholds_from_constraints(good_run):
         ("pair_count", ">=", c.min_pairs, "", "enforce"),
         ("decontamination", ">=", c.min_decontamination, "", "enforce"),
     ]
+
+
+@pytest.mark.slow
+def test_hybrid_annotation_takes_the_human_labels_and_measures_agreement(good_run, tmp_path):
+    # Humans label 40 of the responses stage 2 samples, scoring them the reverse of the
+    # annotator; the annotator labels the rest. The same SFT model and seed sample the same
+    # responses, so the labels join by id.
+    restore(good_run)
+    run = tmp_path / "run"
+    for part in ("world", "stage1_sft"):
+        shutil.copytree(good_run.run.root / part, run / part)
+    candidates = read_jsonl(good_run.run.stage(2) / "candidates.jsonl")
+    assert {row["labelled_by"] for row in candidates} == {"annotator"}
+    labelled = candidates[:40]
+    labels = atomic_write_jsonl(
+        tmp_path / "labels.jsonl",
+        [{"id": row["id"], "score": 1.0 - row["score"]} for row in labelled],
+    )
+    config = load_config(
+        None,
+        [
+            *SMALL_WORLD,
+            "annotation.type=labels_file",
+            f"annotation.labels_file={labels}",
+            "annotation.hybrid=true",
+        ],
+    )
+    assert Pipeline(config, run).execute([2]).status == "passed"
+    outputs = read_json(run / "stage2_preferences" / "manifest.json")["outputs"]
+    assert (outputs["human_labels"], outputs["ai_labels"]) == (40, len(candidates) - 40)
+    # the reverse of the annotator's order: it agrees only where it ties
+    assert outputs["human_ai_ordered_pairs"] > 0
+    assert outputs["human_ai_agreement"] < 0.5
+    rows = read_jsonl(run / "stage2_preferences" / "candidates.jsonl")
+    human = [row for row in rows if row["labelled_by"] == "human"]
+    assert sorted(row["id"] for row in human) == sorted(row["id"] for row in labelled)
+    assert all(
+        row["score"] == 1.0 - by_id["score"]
+        for row, by_id in zip(
+            sorted(human, key=lambda r: r["id"]),
+            sorted(labelled, key=lambda r: r["id"]),
+            strict=True,
+        )
+    )
