@@ -110,7 +110,7 @@ def test_evaluate_rm_prints_one_json_object(good_run):
 
     restore(good_run)
     run = good_run.run
-    pairs = str(run.stage(2) / "pairs_val.jsonl")
+    pairs = str(run.stage(2) / "pairs_test.jsonl")
     result = CliRunner().invoke(
         app,
         [
@@ -127,13 +127,20 @@ def test_evaluate_rm_prints_one_json_object(good_run):
     found = json.loads(result.output.strip().splitlines()[-1])
     assert list(found) == [
         "accuracy",
+        "strict_accuracy",
+        "tie_rate",
         "n",
         "mean_margin",
+        "longer_reply_accuracy",
+        "accuracy_over_length_baseline",
         "length_correlation",
         "rm_prefers_longer",
     ]
     stage4 = read_json(run.manifest(4))["outputs"]
-    assert found["accuracy"] == pytest.approx(stage4["reward_accuracy_val"])
+    # on the test pairs, srft evaluate-rm measures what stage 4 measured
+    assert found["accuracy"] == pytest.approx(stage4["reward_accuracy_test"])
+    assert found["strict_accuracy"] == pytest.approx(stage4["strict_accuracy_test"])
+    assert found["longer_reply_accuracy"] == pytest.approx(stage4["longer_reply_accuracy_test"])
     assert found["n"] == stage4["held_out_pairs"]
 
     untrained = CliRunner().invoke(

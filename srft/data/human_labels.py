@@ -11,11 +11,11 @@ that the humans order (their scores differ) which the AI orders alike, AI ties c
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from srft.data.sft import json_objects
 from srft.errors import DataError, SrftError
 from srft.scoring import Scorer
 
@@ -28,24 +28,9 @@ def response_id(prompt: str, response: str) -> str:
 
 def read_labels(path: str | Path) -> dict[str, float]:
     """Response id -> score, from a labels file; errors name the file and line."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such labels file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot be read ({err})") from None
     labels: dict[str, float] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for number, row in json_objects(path):
         where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{where}: not valid JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
         score = row.get("score")
         if (
             isinstance(score, bool)

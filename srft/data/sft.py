@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -12,14 +14,16 @@ from transformers import PreTrainedTokenizerBase
 from srft.errors import DataError
 
 
-def read_prompt_rows(path: str | Path, fields: tuple[str, ...]) -> list[dict[str, str]]:
-    """JSONL rows that must carry non-empty string `fields`; errors name the file and line."""
+def json_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a user's JSON Lines file; errors name
+    the file, and the line where one is not a JSON object."""
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a JSONL file")
-    rows = []
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: invalid UTF-8 at byte {err.start}") from None
     for number, line in enumerate(lines, start=1):
@@ -31,6 +35,13 @@ def read_prompt_rows(path: str | Path, fields: tuple[str, ...]) -> list[dict[str
             raise DataError(f"{path}:{number}: not valid JSON ({err.msg})") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        yield number, row
+
+
+def read_prompt_rows(path: str | Path, fields: tuple[str, ...]) -> list[dict[str, str]]:
+    """JSONL rows that must carry non-empty string `fields`; errors name the file and line."""
+    rows = []
+    for number, row in json_objects(path):
         for name in fields:
             value = row.get(name)
             if not isinstance(value, str) or not value.strip():

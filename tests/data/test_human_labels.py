@@ -50,7 +50,7 @@ def test_a_bad_row_names_the_file_and_line(tmp_path, line, seen):
 def test_an_empty_or_missing_labels_file_is_refused(tmp_path):
     with pytest.raises(DataError, match="no labels"):
         read_labels(write(tmp_path, "\n"))
-    with pytest.raises(DataError, match="no such labels file"):
+    with pytest.raises(DataError, match="no such file"):
         read_labels(tmp_path / "none.jsonl")
 
 
