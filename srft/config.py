@@ -35,7 +35,6 @@ GATE_NAMES: tuple[str, ...] = (
     "decontamination",
     "reward_accuracy_train",
     "reward_accuracy_val",
-    "reward_accuracy_test",
     "train_val_gap",
     "kl_divergence",
     "entropy",
@@ -92,9 +91,7 @@ class DataConfig(Section):
         description="Preference pairs (JSONL) to import instead of generating them in stage 2",
     )
     validation_file: str | None = Field(
-        None,
-        description="Validation pairs (JSONL), on which stage 3 picks its epoch; without it "
-        "validation_fraction of the pairs are held out",
+        None, description="Validation pairs (JSONL); without it 20% of the pairs are held out"
     )
     max_prompt_length: int = Field(32, ge=1, description="Prompt tokens kept (left-truncated)")
     max_response_length: int = Field(24, ge=1, description="Response tokens generated or kept")
@@ -109,10 +106,7 @@ class DataConfig(Section):
         None, description="Held-out prompts for the win rate, JSONL rows {prompt}"
     )
     test_file: str | None = Field(
-        None,
-        description="Test pairs (JSONL) that stages 4 and 7 measure the reward model on, never "
-        "trained or selected on, and that training pairs are checked against for contamination; "
-        "without it test_fraction of the pairs are held out",
+        None, description="Held-out test pairs (JSONL), also checked for contamination"
     )
     score_scale: tuple[float, float] = Field(
         (0.0, 1.0), description="[min, max] of score_chosen/score_rejected in pair files"
@@ -126,13 +120,7 @@ class DataConfig(Section):
     )
     decontamination_ngram: int = Field(13, ge=8, description="n of the contamination n-grams")
     validation_fraction: float = Field(
-        0.1, gt=0.0, lt=1.0, description="Share of pairs held out for validation (epoch selection)"
-    )
-    test_fraction: float = Field(
-        0.1,
-        gt=0.0,
-        lt=1.0,
-        description="Share of pairs held out as the test split, measured by stages 4 and 7 only",
+        0.2, gt=0.0, lt=1.0, description="Share of pairs held out for validation"
     )
     sft_validation_fraction: float = Field(
         0.1, gt=0.0, lt=1.0, description="Share of SFT data held out for perplexity"
@@ -143,11 +131,6 @@ class DataConfig(Section):
         low, high = self.score_scale
         if not low < high:
             raise ValueError(f"score_scale: [{low}, {high}] must have min < max")
-        if self.validation_fraction + self.test_fraction >= 1:
-            raise ValueError(
-                f"test_fraction: {self.test_fraction} with validation_fraction "
-                f"{self.validation_fraction} leaves no training pairs; make them sum under 1"
-            )
         return self
 
 

@@ -1,9 +1,8 @@
 """Quality gates: a measured value, its threshold from `constraints`, and whether it holds.
 
 Gate names are stable (they are keys of summary.json): preference_gap, pair_count,
-decontamination, reward_accuracy_train, reward_accuracy_val (stage 3, on the validation pairs
-it chose its epoch on), reward_accuracy_test (stages 4 and 7, on the test pairs), train_val_gap,
-kl_divergence, entropy, capability_retention, win_rate.
+decontamination, reward_accuracy_train, reward_accuracy_val, train_val_gap, kl_divergence,
+entropy, capability_retention, win_rate.
 """
 
 from __future__ import annotations

@@ -141,11 +141,6 @@ class PreferenceOutputs(StageOutputs):
     val_pairs_file: Path = Field(
         Path("pairs_val.jsonl"), description="pairs for epoch selection and validation (JSONL)"
     )
-    test_pairs_file: Path = Field(
-        Path("pairs_test.jsonl"),
-        description="test pairs, measured by stages 4 and 7 only, never trained or selected on "
-        "(JSONL; data.test_file's when it names one)",
-    )
     candidates_file: Path | None = Field(
         Path("candidates.jsonl"),
         description="generated pairs: every sampled response with its id, score and labeller "
@@ -159,10 +154,9 @@ class PreferenceOutputs(StageOutputs):
     source: Literal["file", "generated"] = Field(
         description="pairs imported from data.train_file, or sampled and annotated"
     )
-    pairs: int = Field(description="pairs kept, train, validation and test (not data.test_file's)")
+    pairs: int = Field(description="pairs kept, train and validation")
     pairs_train: int = Field(description="pairs in train_pairs_file")
     pairs_val: int = Field(description="pairs in val_pairs_file")
-    pairs_test: int = Field(description="pairs in test_pairs_file")
     unique_prompts: int = Field(description="distinct prompts among the pairs")
     preference_gap: float | None = Field(
         description="mean of s(chosen) - s(rejected), s the annotator's score in [0, 1]; "
@@ -265,26 +259,24 @@ class RewardValidationOutputs(StageOutputs):
         Path("validation_report.json"), description="its numbers, probes and gates"
     )
     held_out_pairs: int = Field(
-        description="test pairs measured (stage 2's test split, or data.test_file); the probes "
-        "below are on them"
+        description="pairs measured: stage 2's validation pairs, or data.test_file"
     )
     reward_accuracy_train: float = Field(description="reward accuracy on the training pairs")
-    reward_accuracy_val: float = Field(
-        description="reward accuracy on the validation pairs (stage 3 chose its epoch on them)"
+    reward_accuracy_val: float = Field(description="reward accuracy on the held-out pairs")
+    strict_accuracy_val: float | None = Field(
+        None, description="held out: fraction with r(chosen) > r(rejected), ties as misses"
     )
-    reward_accuracy_test: float = Field(description="reward accuracy on the test pairs")
-    strict_accuracy_test: float = Field(
-        description="test: fraction with r(chosen) > r(rejected), ties as misses"
+    tie_rate_val: float | None = Field(
+        None, description="held out: fraction with r(chosen) == r(rejected)"
     )
-    tie_rate_test: float = Field(description="test: fraction with r(chosen) == r(rejected)")
-    longer_reply_accuracy_test: float = Field(
-        description="test: reward accuracy of 'the longer reply wins' (words)"
+    longer_reply_accuracy_val: float | None = Field(
+        None, description="held out: reward accuracy of 'the longer reply wins' (words)"
     )
-    accuracy_over_length_baseline: float = Field(
-        description="reward_accuracy_test - longer_reply_accuracy_test"
+    accuracy_over_length_baseline: float | None = Field(
+        None, description="reward_accuracy_val - longer_reply_accuracy_val"
     )
     train_val_gap: float = Field(description="reward_accuracy_train - reward_accuracy_val")
-    mean_margin_test: float = Field(description="mean of r(chosen) - r(rejected), test")
+    mean_margin_val: float = Field(description="mean of r(chosen) - r(rejected), held out")
     reward_accuracy_judge: float | None = Field(
         None, description="accuracy against the judge's preference, over the pairs it orders"
     )
@@ -426,8 +418,8 @@ class EvaluationOutputs(StageOutputs):
     sft: PolicyMeasures = Field(description="the SFT policy on the same prompts")
     final_kl_per_token_nats: float = Field(description="the final policy's KL to SFT, per token")
     final_kl_per_sequence_nats: float = Field(description="the same, summed per response")
-    reward_accuracy_test: float = Field(
-        description="the final reward model's accuracy on stage 2's test pairs"
+    reward_accuracy_val: float = Field(
+        description="the final reward model's accuracy on stage 2's validation pairs"
     )
     reward_gain: float = Field(description="final minus SFT mean reward")
     judge_gain: float | None = Field(description="final minus SFT mean judge score")

@@ -64,7 +64,6 @@ def hh_rm(folder: Path) -> dict[str, Any]:
                 "preference_gap": "warn",
                 "reward_accuracy_train": "warn",
                 "reward_accuracy_val": "warn",
-                "reward_accuracy_test": "warn",
             },
             "max_retries": 1,
         },

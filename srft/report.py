@@ -255,9 +255,8 @@ def _stage2(o: PreferenceOutputs, e: Evidence) -> list[str]:
         _gate_box(e.gates, "pair_count", "Pair count"),
         _gate_box(e.gates, "decontamination", "Decontamination score"),
         _box(
-            o.pairs_train > 0 and o.pairs_val > 0 and o.pairs_test > 0,
-            f"Data splits created: {o.pairs_train} train / {o.pairs_val} validation / "
-            f"{o.pairs_test} test",
+            o.pairs_train > 0 and o.pairs_val > 0,
+            f"Data splits created: {o.pairs_train} train / {o.pairs_val} validation",
         ),
         _box(
             o.label_judge_disagreement is not None,
@@ -291,21 +290,14 @@ def _stage3(o: RewardOutputs, e: Evidence) -> list[str]:
 def _stage4(o: RewardValidationOutputs, e: Evidence) -> list[str]:
     margin = o.accuracy_over_length_baseline
     return [
-        _box(
-            o.held_out_pairs > 0,
-            f"Test set, never trained or selected on: {o.held_out_pairs} pairs",
-        ),
-        _gate_box(e.gates, "reward_accuracy_test", "Test accuracy"),
-        _box(
-            o.tie_rate_test < 1,
-            f"Strict test accuracy {_number(o.strict_accuracy_test)}, ties "
-            f"{_number(o.tie_rate_test)}",
-        ),
+        _box(o.held_out_pairs > 0, f"Held-out set: {o.held_out_pairs} pairs"),
+        _gate_box(e.gates, "reward_accuracy_val", "Validation accuracy"),
         _gate_box(e.gates, "train_val_gap", "Train/val gap"),
         _box(
-            margin > 0,
-            f"Ahead of 'the longer reply wins' ({_number(o.longer_reply_accuracy_test)}) by "
+            None if margin is None else margin > 0,
+            f"Ahead of 'the longer reply wins' ({_number(o.longer_reply_accuracy_val)}) by "
             f"{_number(margin)}",
+            "no baseline measured",
         ),
         _box(
             o.reward_accuracy_judge is not None,
@@ -410,7 +402,7 @@ def _stage7(o: EvaluationOutputs, e: Evidence) -> list[str]:
         ),
         _box(None, "Human eval score: _____ /10", "no human evaluation in an automated run"),
         _gate_box(e.gates, "kl_divergence", "Final KL divergence"),
-        _gate_box(e.gates, "reward_accuracy_test", "Reward accuracy maintained (test pairs)"),
+        _gate_box(e.gates, "reward_accuracy_val", "Reward accuracy maintained"),
         _box(
             bool(
                 o.interpretability.reward_criterion_correlation

@@ -110,7 +110,7 @@ def test_evaluate_rm_prints_one_json_object(good_run):
 
     restore(good_run)
     run = good_run.run
-    pairs = str(run.stage(2) / "pairs_test.jsonl")
+    pairs = str(run.stage(2) / "pairs_val.jsonl")
     result = CliRunner().invoke(
         app,
         [
@@ -137,10 +137,10 @@ def test_evaluate_rm_prints_one_json_object(good_run):
         "rm_prefers_longer",
     ]
     stage4 = read_json(run.manifest(4))["outputs"]
-    # on the test pairs, srft evaluate-rm measures what stage 4 measured
-    assert found["accuracy"] == pytest.approx(stage4["reward_accuracy_test"])
-    assert found["strict_accuracy"] == pytest.approx(stage4["strict_accuracy_test"])
-    assert found["longer_reply_accuracy"] == pytest.approx(stage4["longer_reply_accuracy_test"])
+    # on the held-out pairs, srft evaluate-rm measures what stage 4 measured
+    assert found["accuracy"] == pytest.approx(stage4["reward_accuracy_val"])
+    assert found["strict_accuracy"] == pytest.approx(stage4["strict_accuracy_val"])
+    assert found["longer_reply_accuracy"] == pytest.approx(stage4["longer_reply_accuracy_val"])
     assert found["n"] == stage4["held_out_pairs"]
 
     untrained = CliRunner().invoke(

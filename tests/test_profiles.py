@@ -44,7 +44,7 @@ def test_the_hh_rm_profile_trains_a_minilm_reward_model_on_hh_rlhf(tmp_path):
             "constraints.min_pairs=10",
             "reward_training.batch_size=8",
             "gates.mode={preference_gap: warn, reward_accuracy_train: warn, "
-            "reward_accuracy_val: warn, reward_accuracy_test: warn, train_val_gap: warn}",
+            "reward_accuracy_val: warn, train_val_gap: warn}",
         ],
     )
     run = RunDir(tmp_path / "run")
@@ -102,7 +102,7 @@ def test_the_smollm2_profile_runs_all_seven_stages_on_arithmetic(tmp_path):
     outcome = run_restoring_threads(config, run.root, [1, 2, 3, 4, 5, 6, 7])
     assert outcome.status == "passed"
     assert {g.name for g in outcome.gates if g.value is not None} >= {
-        "pair_count", "reward_accuracy_test", "kl_divergence", "win_rate", "capability_retention"
+        "pair_count", "reward_accuracy_val", "kl_divergence", "win_rate", "capability_retention"
     }  # fmt: skip
     sft = read_json(run.manifest(1))["outputs"]
     assert set(sft["baseline"]) == {"capitals"}

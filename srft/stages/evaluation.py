@@ -65,9 +65,9 @@ def run(ctx: StageContext) -> StageResult:
     prompts = [p for p in prompts for _ in range(config.evaluation.win_rate_samples)]
     final_sampler = build_sampler(config, final_dir, reward_dir, sft_dir, seed_offset=7)
     final = sample_policy(final_sampler, prompts, judge)
-    # Stage 2's test pairs, the set stage 4 measured: "accuracy maintained" compares alike.
-    test = read_pairs(ctx.upstream(PreferenceOutputs).test_pairs_file).pairs
-    accuracy_test = final_sampler.reward.accuracy(test)
+    # Stage 2's held-out pairs, the set stage 4 measured: "accuracy maintained" compares alike.
+    held_out = read_pairs(ctx.upstream(PreferenceOutputs).val_pairs_file).pairs
+    accuracy_val = final_sampler.reward.accuracy(held_out)
     del final_sampler  # the final policy leaves memory before the SFT policy comes in
     sft_sample = sample_policy(
         build_sampler(config, sft_dir, reward_dir, seed_offset=7), prompts, judge
@@ -97,7 +97,7 @@ def run(ctx: StageContext) -> StageResult:
             "<=",
             unit="nats/token",
         ),
-        ctx.gate("reward_accuracy_test", accuracy_test, c.reward_accuracy_target, ">="),
+        ctx.gate("reward_accuracy_val", accuracy_val, c.reward_accuracy_target, ">="),
     ]
     failed = {g.name for g in [*gates, *ctx.earlier_gates()] if not g.passed}
     outputs = EvaluationOutputs(
@@ -114,7 +114,7 @@ def run(ctx: StageContext) -> StageResult:
         sft=sft_sample.metrics,
         final_kl_per_token_nats=final.metrics.kl_per_token_nats,
         final_kl_per_sequence_nats=final.metrics.kl_per_sequence_nats,
-        reward_accuracy_test=accuracy_test,
+        reward_accuracy_val=accuracy_val,
         reward_gain=reward_gain,
         judge_gain=judge_gain,
         reward_hacking=hacking,

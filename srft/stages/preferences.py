@@ -61,9 +61,13 @@ def run(ctx: StageContext) -> StageResult:
         metrics["contaminated_dropped"] = len(bad)
         kept_contaminated = 0
 
-    pairs, val_pairs, test_pairs = _split(config, pairs, val_pairs)
-    # the pairs this stage made: a test file of the user's is not among them
-    all_pairs = pairs + val_pairs + ([] if config.data.test_file else test_pairs)
+    if val_pairs is None:
+        rng = random.Random(config.seed)
+        shuffled = pairs[:]
+        rng.shuffle(shuffled)
+        n_val = max(1, round(len(shuffled) * config.data.validation_fraction))
+        val_pairs, pairs = shuffled[:n_val], shuffled[n_val:]
+    all_pairs = pairs + val_pairs
     gap = preference_gap(all_pairs, config.data.score_scale)
     # the gate reads the pairs the stage publishes: after the contaminated ones are dropped
     published = 1.0 - kept_contaminated / len(all_pairs) if all_pairs else 1.0
@@ -74,13 +78,11 @@ def run(ctx: StageContext) -> StageResult:
 
     write_pairs(ctx.path("train_pairs_file"), pairs)
     write_pairs(ctx.path("val_pairs_file"), val_pairs)
-    write_pairs(ctx.path("test_pairs_file"), test_pairs)
     metrics.update(
         {
             "pairs": len(all_pairs),
             "pairs_train": len(pairs),
             "pairs_val": len(val_pairs),
-            "pairs_test": len(test_pairs),
             "unique_prompts": len({p.prompt for p in all_pairs}),
             "preference_gap": gap,
             "decontamination": published,
@@ -157,34 +159,6 @@ def _generate_pairs(ctx: StageContext) -> tuple[list[PreferencePair], dict[str, 
         # The SFT policy's mean judge score over its sampled responses: the room RL has.
         info["policy_mean_judge_score"] = statistics.fmean(judge(flat_prompts, flat_responses))
     return pairs, info
-
-
-def _split(
-    config: SrftConfig, pairs: list[PreferencePair], val_pairs: list[PreferencePair] | None
-) -> tuple[list[PreferencePair], list[PreferencePair], list[PreferencePair]]:
-    """Train, validation (stage 3's epoch selection) and test pairs (stages 4 and 7 only):
-    the files' where data.validation_file and data.test_file name them, else shares of `pairs`
-    held out at random (validation_fraction, test_fraction of them)."""
-    test_pairs = None
-    if config.data.test_file:
-        test_pairs = read_pairs(
-            config.data.test_file,
-            score_scale=config.data.score_scale,
-            on_invalid=config.data.on_invalid,
-            split="test",
-        ).pairs
-    if val_pairs is not None and test_pairs is not None:
-        return pairs, val_pairs, test_pairs
-    shuffled = pairs[:]
-    random.Random(config.seed).shuffle(shuffled)
-    total = len(shuffled)
-    if test_pairs is None:
-        n_test = max(1, round(total * config.data.test_fraction))
-        test_pairs, shuffled = shuffled[:n_test], shuffled[n_test:]
-    if val_pairs is None:
-        n_val = max(1, round(total * config.data.validation_fraction))
-        val_pairs, shuffled = shuffled[:n_val], shuffled[n_val:]
-    return shuffled, val_pairs, test_pairs
 
 
 def _labeller(labels: HumanLabels | None, prompt: str, response: str) -> str:

@@ -1,6 +1,5 @@
-"""Stage 4, reward model validation: accuracy on the test pairs (never trained or selected on)
-beside the longer-reply baseline, overfitting (train against validation), consistency, edge
-cases, length bias, failure modes, and (with a judge) accuracy against the judge."""
+"""Stage 4, reward model validation: held-out accuracy, overfitting, consistency, edge cases,
+length bias, failure modes, and (with a judge) accuracy against the judge."""
 
 from __future__ import annotations
 
@@ -35,31 +34,31 @@ def run(ctx: StageContext) -> StageResult:
     pairs = ctx.upstream(PreferenceOutputs)
     train = read_pairs(pairs.train_pairs_file).pairs
     val = read_pairs(pairs.val_pairs_file).pairs
-    test = read_pairs(pairs.test_pairs_file).pairs
+    if config.data.test_file:
+        val = read_pairs(config.data.test_file, score_scale=config.data.score_scale).pairs
 
-    accuracy_train = scorer.accuracy(train)
-    accuracy_val = scorer.accuracy(val)
-    test_c, test_r = scorer.pairs(test)
-    accuracy_test = pair_accuracy(test_c, test_r)
-    edges, original_mean_reward = edge_cases(scorer, test[:200])
+    train_c, train_r = scorer.pairs(train)
+    val_c, val_r = scorer.pairs(val)
+    accuracy_train = pair_accuracy(train_c, train_r)
+    accuracy_val = pair_accuracy(val_c, val_r)
+    edges, original_mean_reward = edge_cases(scorer, val[:200])
     judged, judge_pairs = None, None
     judge = build_judge(config)
     if judge is not None:
-        judged, judge_pairs = by_main(lambda: judge_accuracy(judge, test, test_c, test_r))
-    found = consistency(scorer, test[:64])
-    lengths = length_bias(scorer, test, test_c, test_r)
-    baseline = longer_reply_accuracy(test)
+        judged, judge_pairs = by_main(lambda: judge_accuracy(judge, val, val_c, val_r))
+    found = consistency(scorer, val[:64])
+    lengths = length_bias(scorer, val, val_c, val_r)
+    baseline = longer_reply_accuracy(val)
     outputs = RewardValidationOutputs(
-        held_out_pairs=len(test),
+        held_out_pairs=len(val),
         reward_accuracy_train=accuracy_train,
         reward_accuracy_val=accuracy_val,
-        reward_accuracy_test=accuracy_test,
-        strict_accuracy_test=strict_accuracy(test_c, test_r),
-        tie_rate_test=tie_rate(test_c, test_r),
-        longer_reply_accuracy_test=baseline,
-        accuracy_over_length_baseline=accuracy_test - baseline,
+        strict_accuracy_val=strict_accuracy(val_c, val_r),
+        tie_rate_val=tie_rate(val_c, val_r),
+        longer_reply_accuracy_val=baseline,
+        accuracy_over_length_baseline=accuracy_val - baseline,
         train_val_gap=accuracy_train - accuracy_val,
-        mean_margin_test=(test_c - test_r).mean().item(),
+        mean_margin_val=(val_c - val_r).mean().item(),
         reward_accuracy_judge=judged,
         judge_ordered_pairs=judge_pairs,
         length_correlation=lengths.correlation,
@@ -68,11 +67,11 @@ def run(ctx: StageContext) -> StageResult:
         edge_cases=edges,
         original_mean_reward=original_mean_reward,
         length_bias=lengths,
-        failure_modes=failure_modes(test, test_c, test_r, k=5),
+        failure_modes=failure_modes(val, val_c, val_r, k=5),
     )
     c = config.constraints
     gates = [
-        ctx.gate("reward_accuracy_test", accuracy_test, c.reward_accuracy_target, ">="),
+        ctx.gate("reward_accuracy_val", accuracy_val, c.reward_accuracy_target, ">="),
         ctx.gate("train_val_gap", accuracy_train - accuracy_val, c.max_train_val_gap, "<"),
     ]
     found = outputs.model_dump(mode="json")
@@ -113,9 +112,9 @@ def _markdown(o: RewardValidationOutputs, gates: list[Gate]) -> str:
         "",
         "## Against the length baseline",
         "",
-        f"Test accuracy {_fmt(o.reward_accuracy_test)} (strict {_fmt(o.strict_accuracy_test)}, "
-        f'ties {_fmt(o.tie_rate_test)}); "the longer reply wins" scores '
-        f"{_fmt(o.longer_reply_accuracy_test)} on the same pairs: a margin of "
+        f"Held-out accuracy {_fmt(o.reward_accuracy_val)} (strict {_fmt(o.strict_accuracy_val)}, "
+        f'ties {_fmt(o.tie_rate_val)}); "the longer reply wins" scores '
+        f"{_fmt(o.longer_reply_accuracy_val)} on the same pairs: a margin of "
         f"{_fmt(o.accuracy_over_length_baseline)}.",
         "",
         "## Edge cases (reward relative to the chosen response)",

@@ -81,5 +81,5 @@ def test_stage_7_gates_take_their_thresholds_from_constraints(good_run, stages_5
         ("capability_retention", ">=", c.min_capability_retention, "", "warn"),
         ("win_rate", ">", c.min_win_rate, "", "warn"),
         ("kl_divergence", "<=", c.kl_target, "nats/token", "warn"),
-        ("reward_accuracy_test", ">=", c.reward_accuracy_target, "", "warn"),
+        ("reward_accuracy_val", ">=", c.reward_accuracy_target, "", "warn"),
     ]

@@ -78,32 +78,12 @@ def test_imported_pairs_that_meet_the_constraints_pass_every_gate(tmp_path):
     assert all(g.passed and g.stage == 2 and g.mode == "enforce" for g in result.gates)
     outputs = result.outputs
     assert (outputs.source, outputs.pairs, outputs.contaminated) == ("file", 10, 0)
-    # 10% of 10 held out for validation, 10% for the test
-    assert (outputs.pairs_train, outputs.pairs_val, outputs.pairs_test) == (8, 1, 1)
+    assert (outputs.pairs_train, outputs.pairs_val) == (8, 2)  # 20% of 10 held out
     staging = tmp_path / "run" / ".staging" / "stage2_preferences"
     assert len(read_jsonl(staging / "pairs_train.jsonl")) == 8
-    assert len(read_jsonl(staging / "pairs_val.jsonl")) == 1
-    test = read_jsonl(staging / "pairs_test.jsonl")
-    assert len(test) == 1
-    train_prompts = {row["prompt"] for row in read_jsonl(staging / "pairs_train.jsonl")}
-    assert test[0]["prompt"] not in train_prompts
+    assert len(read_jsonl(staging / "pairs_val.jsonl")) == 2
     logged = {row["name"]: row["value"] for row in read_jsonl(tmp_path / "run" / "metrics.jsonl")}
     assert logged["pairs"] == 10.0
-
-
-def test_a_test_file_of_the_users_is_the_test_split(tmp_path):
-    test = atomic_write_jsonl(tmp_path / "test.jsonl", [pair(i) for i in range(100, 105)])
-    overrides = ("constraints.min_pairs=10", f"data.test_file={test}")
-    outputs = stage_2_on(tmp_path, [pair(i) for i in range(10)], *overrides).outputs
-    # nothing carved from the 10 imported pairs for the test: 1 for validation, 9 to train
-    assert (outputs.pairs, outputs.pairs_train, outputs.pairs_val, outputs.pairs_test) == (
-        10,
-        9,
-        1,
-        5,
-    )
-    staging = tmp_path / "run" / ".staging" / "stage2_preferences"
-    assert read_jsonl(staging / "pairs_test.jsonl") == read_jsonl(test)
 
 
 def test_ten_imported_pairs_fail_the_pair_count_of_1000(tmp_path):
@@ -221,7 +201,7 @@ def test_dropping_the_contaminated_pairs_lets_decontamination_pass(tmp_path):
     outputs = read_json(tmp_path / "run" / "stage2_preferences" / "manifest.json")["outputs"]
     assert (outputs["contaminated"], outputs["contaminated_dropped"]) == (10, 10)
     assert (outputs["decontamination_found"], outputs["decontamination"]) == (0.5, 1.0)
-    assert (outputs["pairs"], outputs["pairs_train"], outputs["pairs_val"]) == (10, 8, 1)
+    assert (outputs["pairs"], outputs["pairs_train"], outputs["pairs_val"]) == (10, 8, 2)
     kept = read_jsonl(tmp_path / "run" / "stage2_preferences" / "pairs_train.jsonl")
     assert not any(SHARED_SPAN in row["prompt"] for row in kept)
 

@@ -11,6 +11,6 @@ def test_stage_4_gates_take_their_thresholds_from_constraints(good_run):
     c = good_run.config.constraints
     # Both in warn mode, as SMALL_WORLD's gates.mode says.
     assert gate_settings(good_run.manifests[4]) == [
-        ("reward_accuracy_test", ">=", c.reward_accuracy_target, "", "warn"),
+        ("reward_accuracy_val", ">=", c.reward_accuracy_target, "", "warn"),
         ("train_val_gap", "<", c.max_train_val_gap, "", "warn"),
     ]
