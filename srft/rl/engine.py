@@ -348,7 +348,9 @@ class RLEngine:
         model = self.unwrapped
         weights = full_state_dict(model) if self.sharded else None
         if self.deepspeed:
-            # each process writes its partition of the optimizer state, as DeepSpeed does
+            # each process writes its partition of the optimizer state, as DeepSpeed does, once
+            # the main one has cleared the folder of an attempt that did not finish
+            barrier()
             self.model.save_checkpoint(
                 str(directory / DEEPSPEED_STATE),
                 tag=DEEPSPEED_TAG,

@@ -39,6 +39,7 @@ def test_end_to_end_run(good_run):
         "wall_seconds",
         "stages",
         "gates",
+        "gate_evaluations",
         "metrics",
         "decision",
     ]
