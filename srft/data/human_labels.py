@@ -63,9 +63,6 @@ class HumanLabels:
         self.ordered = 0.0  # pairs of responses to a prompt the humans order
         self.agreed = 0.0  # of those, the AI orders alike (ties half)
 
-    def labelled(self, prompt: str, response: str) -> bool:
-        return response_id(prompt, response) in self.labels
-
     def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
         ids = [response_id(p, r) for p, r in zip(prompts, responses, strict=True)]
         missing = [i for i, key in enumerate(ids) if key not in self.labels]

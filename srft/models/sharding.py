@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from srft.distributed import barrier, is_main
-from srft.models.zero import gathered_state_dict, is_zero3_partitioned, load_gathered
+from srft.models.zero import gathered_state_dict, is_zero3_partitioned
 
 
 def is_sharded(model: nn.Module) -> bool:
@@ -97,8 +97,5 @@ def load_module_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     process keeps its shard when the model is sharded."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-    if is_zero3_partitioned(model):
-        load_gathered(model, state)
-        return
     options = StateDictOptions(full_state_dict=True, strict=False)
     set_model_state_dict(model, state, options=options)

@@ -1,7 +1,7 @@
 """DeepSpeed ZeRO through accelerate's DeepSpeed plugin (set up once per process by
 `srft.launch`): its settings for each model that trains (the Trainer fills its own, the RL
 engine states its micro-batch, accumulation and clipping), and the weights of a ZeRO-3 model,
-whose parameters each process holds a partition of, gathered whole or put back.
+whose parameters each process holds a partition of, gathered whole.
 
 ZeRO-2 partitions gradients and optimizer states; every process keeps the whole model, which
 samples and saves as an unsharded one does. ZeRO-3 partitions the weights too: every forward
@@ -85,19 +85,3 @@ def gathered_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
         elif is_main():
             state[name] = tensor.detach().cpu().clone()
     return state
-
-
-def load_gathered(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Put whole tensors (`state`, the same on every process) into the parameters and buffers of
-    a ZeRO-3 model they name; each process keeps its partition. Every process calls it."""
-    from deepspeed.runtime.zero import GatheredParameters
-
-    entries = model.state_dict(keep_vars=True)
-    for name, value in state.items():
-        tensor = entries[name]
-        if hasattr(tensor, "ds_id"):
-            with GatheredParameters([tensor], modifier_rank=0), torch.no_grad():
-                tensor.copy_(value)
-        else:
-            with torch.no_grad():
-                tensor.copy_(value)

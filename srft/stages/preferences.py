@@ -139,18 +139,19 @@ def _generate_pairs(ctx: StageContext) -> tuple[list[PreferencePair], dict[str, 
     labels = annotator if isinstance(annotator, HumanLabels) else None
     if labels is not None:
         info.update(_label_counts(labels))
+    ids = [response_id(p, r) for p, r in zip(flat_prompts, flat_responses, strict=True)]
     atomic_write_jsonl(
         ctx.path("candidates_file"),
         [
             {
-                "id": response_id(prompt, response),
+                "id": key,
                 "prompt": prompt,
                 "response": response,
                 "score": score,
-                "labelled_by": _labeller(labels, prompt, response),
+                "labelled_by": _labeller(labels, key),
             }
-            for prompt, response, score in zip(
-                flat_prompts, flat_responses, found.scores, strict=True
+            for key, prompt, response, score in zip(
+                ids, flat_prompts, flat_responses, found.scores, strict=True
             )
         ],
     )
@@ -161,10 +162,10 @@ def _generate_pairs(ctx: StageContext) -> tuple[list[PreferencePair], dict[str, 
     return pairs, info
 
 
-def _labeller(labels: HumanLabels | None, prompt: str, response: str) -> str:
+def _labeller(labels: HumanLabels | None, key: str) -> str:
     if labels is None:
         return "annotator"
-    return "human" if labels.labelled(prompt, response) else "ai"
+    return "human" if key in labels.labels else "ai"
 
 
 def _label_counts(labels: HumanLabels) -> dict[str, Any]:
