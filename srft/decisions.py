@@ -122,9 +122,10 @@ def kl_guard(
     max_rollbacks: int,
     early_stop: bool = True,
 ) -> Literal["continue", "rollback", "stop"]:
-    """The RL loop's guard on the recent per-token KL: within the bound (or with the early stop
-    off), continue; over it, roll back to the last good checkpoint with `kl_remedy`, or stop
-    there once the rollbacks run out."""
+    """The RL loop's guard on the policy's per-token KL, measured on the held-out prompts as the
+    KL gates measure it: within the bound (or with the early stop off), continue; over it,
+    roll back to the last good checkpoint with `kl_remedy`, or stop there once the rollbacks
+    run out."""
     if not early_stop or kl_per_token_nats <= kl_bound_nats:
         return "continue"
     return "rollback" if rollbacks < max_rollbacks else "stop"

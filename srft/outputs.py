@@ -301,8 +301,9 @@ class RewardValidationOutputs(StageOutputs):
 
 
 class RLOutputs(StageOutputs):
-    """The final_* numbers are measured on the held-out prompts, one sample each; the
-    *_first_steps and *_last_steps are means over the first and the last tenth of training."""
+    """The final_* numbers are the KL guard's measures of the final policy on the held-out
+    prompts, one sample each; the *_first_steps and *_last_steps are means over the first and
+    the last tenth of training."""
 
     STAGE: ClassVar[int] = 5
     model: Path = Field(Path("model"), description="the trained policy (LoRA merged in)")
@@ -342,6 +343,7 @@ class IterationRow(Record):
     reason: str = ""
     new_pairs: int = 0
     kl_coef: float | None = None
+    rollbacks: int = 0  # the KL guard's, in the iteration's RL run
     score: float
     reward: float
     kl_per_token_nats: float
@@ -414,9 +416,14 @@ class EvaluationOutputs(StageOutputs):
     )
     eval_prompts: int = Field(description="held-out prompts")
     responses_per_policy: int = Field(description="responses sampled from each policy")
-    final: PolicyMeasures = Field(description="the final policy on the held-out prompts")
+    final: PolicyMeasures = Field(
+        description="the final policy on the held-out prompts, win_rate_samples responses each"
+    )
     sft: PolicyMeasures = Field(description="the SFT policy on the same prompts")
-    final_kl_per_token_nats: float = Field(description="the final policy's KL to SFT, per token")
+    final_kl_per_token_nats: float = Field(
+        description="the final policy's KL to SFT per token, measured as the KL guard and "
+        "stage 6 measure it (one response per held-out prompt, the same seed)"
+    )
     final_kl_per_sequence_nats: float = Field(description="the same, summed per response")
     reward_accuracy_val: float = Field(
         description="the final reward model's accuracy on stage 2's validation pairs"

@@ -44,9 +44,9 @@ from srft.manifests import (
 from srft.outputs import EvaluationOutputs, read_outputs
 from srft.plugins import check_registered_names
 from srft.report import write_report
-from srft.run_dir import RunDir
+from srft.run_dir import STAGE_FOLDERS, RunDir
 from srft.stages.base import StageContext, StageResult, StageSpec
-from srft.tracking import Tracker
+from srft.tracking import RunTrackers, Tracker
 
 log = logging.getLogger("srft")
 
@@ -116,12 +116,21 @@ class Pipeline:
     # ---- public -------------------------------------------------------------------------
 
     def execute(self, stages: list[int]) -> RunOutcome:
-        started = time.time()
         check_registered_names(self.requested, "config")
         if is_main():
             self.run.root.mkdir(parents=True, exist_ok=True)
         config = self._resolve_inputs(self.requested)
         atomic_write_text(self.run.config, yaml.safe_dump(config.to_dict(), sort_keys=False))
+        self.trackers = RunTrackers(config, self.run.root)
+        try:
+            return self._execute(config, stages)
+        finally:
+            self.trackers.finish(
+                [self.run.report_md, self.run.report_html, self.run.summary, self.run.decisions]
+            )
+
+    def _execute(self, config: SrftConfig, stages: list[int]) -> RunOutcome:
+        started = time.time()
         # Settings that earlier retries chose stay with their stage, so that a published stage
         # keeps matching its fingerprint on the next invocation.
         adjustments: dict[int, dict[str, Any]] = {
@@ -241,12 +250,13 @@ class Pipeline:
             spec.name,
             f" (attempt {attempt + 1})" if attempt else "",
         )
+        tracker = Tracker(self.run.metrics, spec.number, attempt, self.trackers)
         ctx = StageContext(
             config,
             self.run,
             spec.number,
             workdir,
-            Tracker(self.run.metrics, spec.number),
+            tracker,
             spec.outputs,
             attempt,
             resume,
@@ -255,6 +265,7 @@ class Pipeline:
         start = time.time()
         result = spec.run(ctx)
         seconds = time.time() - start
+        tracker.log(result.outputs.scalars())  # the stage's numbers, every attempt's
         log.info("stage %d %s: finished in %.1f s", spec.number, spec.name, seconds)
         return result, seconds
 
@@ -324,6 +335,8 @@ class Pipeline:
             **extra,
         }
         append_jsonl(self.run.decisions, row)
+        self.trackers.gates(STAGE_FOLDERS[stage], attempt, gates)
+        self.trackers.decision(f"stage {stage} attempt {attempt}: {decision}: {reason}")
         for gate in gates:
             log.info(
                 "gate %s: %s (target %s)%s",

@@ -1,3 +1,4 @@
+import os
 import sys
 import textwrap
 
@@ -11,6 +12,10 @@ from srft.evaluation.tasks import KINDS
 from srft.pipeline import Pipeline
 from srft.run_dir import RunDir
 from tests.runs import SMALL_WORLD, STAGES, GoodRun
+
+# W&B runs stay on this machine, in each run directory, and say nothing
+os.environ["WANDB_MODE"] = "offline"
+os.environ["WANDB_SILENT"] = "true"
 
 
 @pytest.fixture
@@ -39,7 +44,7 @@ def good_run(tmp_path_factory) -> GoodRun:
     evaluate-rm` in tests/test_cli.py); each test starts by making sure the run folder holds it
     (a no-op when an earlier test left it so)."""
     threads = torch.get_num_threads()
-    config = load_config(None, SMALL_WORLD)
+    config = load_config(None, [*SMALL_WORLD, "logging.report_to=[tensorboard]"])
     run = RunDir(tmp_path_factory.mktemp("e2e") / "run")
     try:
         outcome = Pipeline(config, run.root).execute(STAGES)

@@ -29,7 +29,6 @@ def training_arguments(
     **extra: Any,
 ) -> TrainingArguments:
     device = resolve_device(config.compute)
-    report_to = list(config.logging.report_to) or "none"
     settings: dict[str, Any] = dict(
         output_dir=str(output_dir),
         learning_rate=learning_rate,
@@ -45,8 +44,7 @@ def training_arguments(
         save_strategy="epoch",
         save_total_limit=2,
         save_only_model=False,
-        report_to=report_to,
-        run_name=config.logging.wandb_run_name,
+        report_to="none",  # the Trainer's logs reach the trackers through srft.tracking
         disable_tqdm=True,
         seed=config.seed,
         data_seed=config.seed,

@@ -11,6 +11,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs
 
 from srft.config import ComputeConfig, SrftConfig
+from srft.data.prompts import evaluation_prompts
 from srft.distributed import rank, world_size
 from srft.models.loading import (
     load_critic,
@@ -21,21 +22,41 @@ from srft.models.loading import (
 )
 from srft.models.lora import add_lora
 from srft.models.reward import RewardScorer
+from srft.outputs import PolicyMeasures
 from srft.rl.engine import RLEngine, sampler_seed
-from srft.rl.measure import PolicySampler
+from srft.rl.measure import PolicySampler, measure_policy
 from srft.rl.policy import CausalPolicy, PolicyWithValue
 from srft.rl.rollout import reference_forward
 from srft.rl.trainer import GuardSettings
+from srft.scoring import Scorer
+
+#: Every held-out measurement of a policy (the KL guard's, the KL gates', stage 6's verdicts)
+#: samples with the seed `seed + HELD_OUT_SEED_OFFSET`: one policy, one number.
+HELD_OUT_SEED_OFFSET = 99
 
 
-def guard_settings(config: SrftConfig) -> GuardSettings:
-    """The KL guard of the RL loop: the hard KL bound, the seed's early stop, and as many
-    rollbacks as the gates allow retries."""
+def guard_settings(config: SrftConfig, held_out: list[str] | None = None) -> GuardSettings:
+    """The KL guard of the RL loop: the hard KL bound, the seed's early stop, as many
+    rollbacks as the gates allow retries, and where it measures: the `held_out` prompts
+    (default: the evaluation prompts)."""
     return GuardSettings(
         kl_bound_nats=config.constraints.kl_target,
         early_stop_on_kl=config.rl_training.early_stop_on_kl,
         max_rollbacks=config.gates.max_retries,
+        held_out_prompts=tuple(evaluation_prompts(config) if held_out is None else held_out),
+        measure_seed=config.seed + HELD_OUT_SEED_OFFSET,
     )
+
+
+def measure_held_out(
+    config: SrftConfig, policy_dir: str, reward_dir: str, reference_dir: str, judge: Scorer | None
+) -> tuple[PolicyMeasures, PolicySampler]:
+    """The policy at `policy_dir` measured as the KL guard measures it (KL to `reference_dir`,
+    rewards from `reward_dir`), and the sampler that measured it."""
+    sampler = build_sampler(
+        config, policy_dir, reward_dir, reference_dir, seed_offset=HELD_OUT_SEED_OFFSET
+    )
+    return measure_policy(sampler, evaluation_prompts(config), judge), sampler
 
 
 def reward_scorer(config: SrftConfig, reward_dir: str, policy_tokenizer) -> RewardScorer:

@@ -48,6 +48,7 @@ from srft.rl.kl import (
     token_logprobs,
 )
 from srft.rl.losses import a2c_policy_loss, clipped_value_loss, ppo_policy_loss
+from srft.rl.measure import PolicySampler
 from srft.rl.policy import PolicyWithValue
 from srft.rl.reductions import mean_over_processes, rollout_metrics, whiten_over_processes
 from srft.rl.rollout import (
@@ -179,6 +180,22 @@ class RLEngine:
             self.max_prompt_length,
             self.max_new_tokens,
             self.generator,
+            lockstep=self.lockstep,
+        )
+
+    def measuring_sampler(self, seed: int) -> PolicySampler:
+        """The current policy and reference as a sampler with a generator of its own, seeded
+        as `srft.rl.build.build_sampler` seeds one: measuring leaves the training samples as
+        they were, and it measures what a sampler of the exported policy would."""
+        return PolicySampler(
+            self.unwrapped,
+            self.reference_logits,
+            self.tokenizer,
+            self.reward_fn,
+            self.max_prompt_length,
+            self.max_new_tokens,
+            torch.Generator(device=self.generator.device).manual_seed(sampler_seed(seed, rank())),
+            self.batch_size,
             lockstep=self.lockstep,
         )
 

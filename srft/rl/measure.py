@@ -53,6 +53,7 @@ class PolicySampler:
             self.max_prompt_length,
             self.max_new_tokens,
             self.generator,
+            lockstep=self.lockstep,
         )
 
 

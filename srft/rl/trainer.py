@@ -1,9 +1,14 @@
 """The RL training loop around the engine: prompt batches, metrics every `log_interval`,
 checkpoints every `save_interval`, and the KL guard.
 
-The KL guard (`srft.decisions.kl_guard`): when the per-token KL (mean of the last few steps)
-exceeds its bound, roll back to the last good checkpoint (one whose KL was within the bound)
-with `srft.decisions.kl_remedy`; when the rollbacks run out, stop there (the seed's early stop).
+The KL guard (`srft.decisions.kl_guard`) measures the policy where the KL gates measure it: on
+the held-out prompts, with the sampler seed every held-out measurement uses
+(`srft.rl.build.HELD_OUT_SEED_OFFSET`), at the start, every `save_interval` steps and at the
+last step. Within the bound, that state is saved as the last good checkpoint, its measures
+beside it; over it, training rolls back to the last good checkpoint with
+`srft.decisions.kl_remedy`, or, when the rollbacks run out, stops there (the seed's early stop).
+The policy training ends with is always a good checkpoint, and its measures are the ones the
+stage's gates read: a checkpoint the guard keeps passes the KL gate it faces.
 """
 
 from __future__ import annotations
@@ -12,8 +17,6 @@ import json
 import logging
 import random
 import shutil
-import statistics
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +25,10 @@ from typing import Any
 from srft.artifacts import checkpoint_folders
 from srft.decisions import KL_REMEDY, kl_guard, kl_remedy
 from srft.distributed import barrier, is_main
+from srft.outputs import PolicyMeasures
 from srft.progress import Reporter
 from srft.rl.engine import RLEngine
+from srft.rl.measure import measure_policy
 from srft.rl.reductions import mean_score
 from srft.scoring import Scorer
 from srft.tracking import Tracker
@@ -33,7 +38,8 @@ log = logging.getLogger("srft")
 #: (decision, reason, numbers) -> None: logs a decision of the loop
 DecisionLog = Callable[[str, str, dict[str, Any]], None]
 
-KL_WINDOW = 3
+#: A checkpoint's held-out measures, written beside its weights.
+MEASURES_FILE = "measures.json"
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ class GuardSettings:
     kl_bound_nats: float  # per token: constraints.kl_target
     early_stop_on_kl: bool
     max_rollbacks: int
+    held_out_prompts: tuple[str, ...]  # the evaluation prompts, one sample each
+    measure_seed: int  # the sampler seed of every held-out measurement
 
 
 @dataclass
@@ -49,6 +57,8 @@ class TrainingOutcome:
     rollbacks: int = 0
     stopped_early: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
+    #: the held-out measures of the policy training ended with (its last good checkpoint)
+    measures: PolicyMeasures | None = None
 
 
 def prompt_batches(prompts: list[str], batch_size: int, seed: int, step: int) -> list[str]:
@@ -82,10 +92,20 @@ def train_policy(
     state_file = checkpoints / "guard.json"
     guard_state = json.loads(state_file.read_text()) if state_file.exists() else {}
     outcome = TrainingOutcome(steps=engine.steps_done, rollbacks=guard_state.get("rollbacks", 0))
+
+    def held_out() -> PolicyMeasures:
+        sampler = engine.measuring_sampler(guard.measure_seed)
+        measures = measure_policy(sampler, list(guard.held_out_prompts), judge)
+        held_out_metrics = {f"held_out_{k}": v for k, v in measures.model_dump().items()}
+        tracker.log(held_out_metrics, step=step_offset + engine.steps_done)
+        return measures
+
     last_good = latest_checkpoint(checkpoints)
-    if last_good is None:
-        last_good = _save(engine, checkpoints, outcome)
-    recent: deque[float] = deque(maxlen=KL_WINDOW)
+    if last_good is not None and (last_good / MEASURES_FILE).exists():
+        good = PolicyMeasures.model_validate_json((last_good / MEASURES_FILE).read_text())
+    else:  # a fresh start, or resumed from a checkpoint of the state the engine holds
+        good = held_out()
+        last_good = _save(engine, checkpoints, outcome, good)
     reporter = Reporter(description, max_steps)
     reporter.advance(engine.steps_done)
     try:
@@ -98,14 +118,16 @@ def train_policy(
                 stats["judge_score"] = mean_score(judge(batch.prompts, batch.responses))
             stats["learning_rate"] = engine.learning_rate
             outcome.history.append({"step": engine.steps_done, **stats})
-            recent.append(stats["kl_per_token_nats"])
             step = engine.steps_done
             if step % log_interval == 0 or step == max_steps:
-                tracker.log(stats, step=step_offset + step)
+                tracker.log({**stats, "rollbacks": outcome.rollbacks}, step=step_offset + step)
             reporter.advance(
                 1, reward=stats["reward"], kl=stats["kl_per_token_nats"], ent=stats["entropy_nats"]
             )
-            kl_now = statistics.fmean(recent)
+            if step % save_interval != 0 and step != max_steps:
+                continue
+            measures = held_out()
+            kl_now = measures.kl_per_token_nats
             verdict = kl_guard(
                 kl_now,
                 guard.kl_bound_nats,
@@ -113,39 +135,36 @@ def train_policy(
                 guard.max_rollbacks,
                 guard.early_stop_on_kl,
             )
-            if verdict != "continue":
-                numbers = {"kl_per_token_nats": round(kl_now, 5), "step": step}
-                learning_rate, kl_coef = engine.learning_rate, engine.kl_controller.coef
-                _restore(engine, last_good)
-                recent.clear()
-                reporter.done = engine.steps_done
-                if verdict == "stop":
-                    outcome.stopped_early = True
-                    _decide(
-                        decide,
-                        "stop",
-                        f"KL over {guard.kl_bound_nats} with no rollback left: "
-                        f"keep checkpoint {last_good.name}",
-                        numbers,
-                    )
-                    break
-                outcome.rollbacks += 1
-                engine.learning_rate, engine.kl_controller.coef = kl_remedy(learning_rate, kl_coef)
-                numbers.update(
-                    learning_rate=engine.learning_rate, kl_coef=engine.kl_controller.coef
-                )
+            if verdict == "continue":
+                last_good, good = _save(engine, checkpoints, outcome, measures), measures
+                continue
+            numbers = {"run": description, "kl_per_token_nats": round(kl_now, 5), "step": step}
+            learning_rate, kl_coef = engine.learning_rate, engine.kl_controller.coef
+            _restore(engine, last_good)
+            reporter.done = engine.steps_done
+            if verdict == "stop":
+                outcome.stopped_early = True
                 _decide(
                     decide,
-                    "rollback",
-                    f"KL over {guard.kl_bound_nats}: back to {last_good.name}, {KL_REMEDY}",
+                    "stop",
+                    f"held-out KL over {guard.kl_bound_nats} with no rollback left: "
+                    f"keep checkpoint {last_good.name}",
                     numbers,
                 )
-                continue
-            if step % save_interval == 0 and len(recent) == KL_WINDOW:
-                last_good = _save(engine, checkpoints, outcome)
+                break
+            outcome.rollbacks += 1
+            engine.learning_rate, engine.kl_controller.coef = kl_remedy(learning_rate, kl_coef)
+            numbers.update(learning_rate=engine.learning_rate, kl_coef=engine.kl_controller.coef)
+            _decide(
+                decide,
+                "rollback",
+                f"held-out KL over {guard.kl_bound_nats}: back to {last_good.name}, {KL_REMEDY}",
+                numbers,
+            )
     finally:
         reporter.close()
     outcome.steps = engine.steps_done
+    outcome.measures = good
     return outcome
 
 
@@ -161,15 +180,18 @@ def latest_checkpoint(checkpoints: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _save(engine: RLEngine, checkpoints: Path, outcome: TrainingOutcome) -> Path:
-    """A checkpoint of the current (good) state; only the newest two are kept. Every process
-    calls it; the main one writes."""
+def _save(
+    engine: RLEngine, checkpoints: Path, outcome: TrainingOutcome, measures: PolicyMeasures
+) -> Path:
+    """A checkpoint of the current (good) state with its held-out measures; only the newest
+    two are kept. Every process calls it; the main one writes."""
     target = checkpoints / f"checkpoint-{engine.steps_done}"
     partial = checkpoints / f".partial-{engine.steps_done}"
     if is_main():
         shutil.rmtree(partial, ignore_errors=True)
     engine.save(partial)
     if is_main():
+        (partial / MEASURES_FILE).write_text(measures.model_dump_json())
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
         (checkpoints / "guard.json").write_text(json.dumps({"rollbacks": outcome.rollbacks}))

@@ -68,6 +68,7 @@ class StageContext:
             "numbers": numbers,
         }
         append_jsonl(self.run.decisions, row)
+        self.tracker.decision(f"stage {self.number} attempt {self.attempt}: {decision}: {reason}")
 
     def gate(
         self, name: str, value: float | None, threshold: Any, comparison: str, **kw: Any

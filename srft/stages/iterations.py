@@ -16,7 +16,7 @@ from srft.artifacts import atomic_write_json, atomic_write_text, read_json
 from srft.config import SrftConfig
 from srft.data.candidates import sample_pairs
 from srft.data.pairs import PreferencePair, read_pairs, write_pairs
-from srft.data.prompts import evaluation_prompts, training_prompts
+from srft.data.prompts import training_prompts
 from srft.decisions import judge_iteration
 from srft.distributed import barrier, from_main, is_main
 from srft.models.loading import (
@@ -35,8 +35,7 @@ from srft.outputs import (
     RLOutputs,
     SFTOutputs,
 )
-from srft.rl.build import build_engine, build_sampler, guard_settings
-from srft.rl.measure import measure_policy
+from srft.rl.build import build_engine, guard_settings, measure_held_out
 from srft.rl.trainer import train_policy
 from srft.stages.base import StageContext, StageResult, StageSpec
 from srft.tables import iteration_table
@@ -54,7 +53,6 @@ def run(ctx: StageContext) -> StageResult:
     reward = ctx.upstream(RewardOutputs)
     pairs = ctx.upstream(PreferenceOutputs)
     judge = build_judge(config)
-    eval_prompts = evaluation_prompts(config)
     train_pairs = read_pairs(pairs.train_pairs_file).pairs
     val_pairs = read_pairs(pairs.val_pairs_file).pairs
     held_out = list(val_pairs)  # stage 2's: every iteration's RM is measured on these
@@ -73,7 +71,7 @@ def run(ctx: StageContext) -> StageResult:
         table = [IterationRow(**row) for row in read_json(table_file)["iterations"]]
     if not table:
         policy_dir, reward_dir = models(0)
-        start = _measure(config, policy_dir, reward_dir, sft_dir, eval_prompts, judge, held_out)
+        start = _measure(config, policy_dir, reward_dir, sft_dir, judge, held_out)
         table.append(IterationRow(iteration=0, status="start", **start))
         _write_table(table_file, table)
     for row in table[1:]:  # a resumed run: the pairs of the iterations already done
@@ -100,13 +98,11 @@ def run(ctx: StageContext) -> StageResult:
         write_pairs(folder / VAL_PAIRS, new_val)
         train_pairs, val_pairs = train_pairs + new_train, val_pairs + new_val
         reward_dir = _retrain_reward_model(config, reward.base, train_pairs, val_pairs, folder)
-        policy_dir, kl_coef = _reinforce(
+        policy_dir, kl_coef, rollbacks = _reinforce(
             ctx, config, policy_dir, reward_dir, sft_dir, folder, number
         )
         # the main process's measures: every process then takes the same verdict
-        found = from_main(
-            _measure(config, policy_dir, reward_dir, sft_dir, eval_prompts, judge, held_out)
-        )
+        found = from_main(_measure(config, policy_dir, reward_dir, sft_dir, judge, held_out))
         verdict, reason = judge_iteration(
             previous_score=current.score,
             score=found["score"],
@@ -124,6 +120,7 @@ def run(ctx: StageContext) -> StageResult:
             reason=reason,
             new_pairs=len(new_train) + len(new_val),
             kl_coef=kl_coef,
+            rollbacks=rollbacks,
             **found,
         )
         table.append(row)
@@ -196,10 +193,11 @@ def _retrain_reward_model(config: SrftConfig, base: str, train, val, folder: Pat
 
 def _reinforce(
     ctx, config, policy_dir, reward_dir, sft_dir, folder: Path, number: int
-) -> tuple[str, float]:
+) -> tuple[str, float, int]:
     """RL from the current policy against the retrained RM, the KL still to the SFT policy. The
     KL penalty starts again from `kl_penalty`: a retrained RM has a reward scale of its own.
-    Iterations may spend more of the KL budget than stage 5 (`iteration.kl_fraction`)."""
+    Iterations may spend more of the KL budget than stage 5 (`iteration.kl_fraction`). Returns
+    the policy's folder, the final KL coefficient and the KL guard's rollbacks."""
     engine = build_engine(
         config,
         policy_dir,
@@ -208,7 +206,7 @@ def _reinforce(
         seed_offset=number,
         kl_fraction=config.iteration.kl_fraction,
     )
-    train_policy(
+    outcome = train_policy(
         engine,
         training_prompts(config),
         config.iteration.rl_steps,
@@ -224,16 +222,13 @@ def _reinforce(
     )
     engine.export_policy(folder / "model")
     _remove(folder / "checkpoints")
-    return str(folder / "model"), engine.kl_controller.coef
+    return str(folder / "model"), engine.kl_controller.coef, outcome.rollbacks
 
 
-def _measure(
-    config, policy_dir, reward_dir, sft_dir, prompts, judge, val_pairs
-) -> dict[str, float]:
-    """Score (judge, else RM reward), KL to SFT and entropy on held-out prompts; RM accuracy on
-    stage 2's held-out pairs."""
-    sampler = build_sampler(config, policy_dir, reward_dir, reference_dir=sft_dir, seed_offset=99)
-    found = measure_policy(sampler, prompts, judge)
+def _measure(config, policy_dir, reward_dir, sft_dir, judge, val_pairs) -> dict[str, float]:
+    """Score (judge, else RM reward), KL to SFT and entropy on held-out prompts, as the KL guard
+    measures them; RM accuracy on stage 2's held-out pairs."""
+    found, sampler = measure_held_out(config, policy_dir, reward_dir, sft_dir, judge)
     return {
         "score": found.reward if found.judge_score is None else found.judge_score,
         "reward": found.reward,

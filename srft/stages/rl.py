@@ -1,16 +1,16 @@
 """Stage 5, RL fine-tuning: PPO or A2C from the SFT policy against the frozen stage-3 reward
-model, with the KL guard; the final policy's KL and entropy measured on held-out prompts."""
+model, with the KL guard; the final policy's KL and entropy are the guard's measures of it on
+the held-out prompts."""
 
 from __future__ import annotations
 
 import statistics
 
 from srft.annotation import build_judge
-from srft.data.prompts import evaluation_prompts, training_prompts
+from srft.data.prompts import training_prompts
 from srft.models.loading import apply_threads
 from srft.outputs import RewardOutputs, RLOutputs, SFTOutputs
 from srft.rl.build import build_engine, guard_settings
-from srft.rl.measure import measure_policy
 from srft.rl.trainer import latest_checkpoint, train_policy
 from srft.stages.base import StageContext, StageResult, StageSpec
 from srft.stages.remedies import after_rl
@@ -40,7 +40,7 @@ def run(ctx: StageContext) -> StageResult:
         decide=ctx.decide,
         description="stage 5 rl",
     )
-    final = measure_policy(engine, evaluation_prompts(config), judge)
+    final = outcome.measures
     engine.export_policy(ctx.path("model"))
     trends: dict[str, float] = {}
     history = outcome.history

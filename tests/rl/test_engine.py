@@ -10,6 +10,7 @@ import torch
 
 from srft.config import ComputeConfig, DataConfig, RLTrainingConfig
 from srft.rl.engine import RLEngine
+from srft.rl.measure import measure_policy
 from srft.rl.policy import PolicyWithValue
 from srft.rl.trainer import GuardSettings, train_policy
 from srft.tracking import Tracker
@@ -115,7 +116,13 @@ def test_kl_guard_rolls_back_and_keeps_kl_within_target(tmp_path):
         PROMPTS * 8,
         max_steps=12,
         checkpoints=tmp_path / "checkpoints",
-        guard=GuardSettings(kl_bound_nats=0.1, early_stop_on_kl=True, max_rollbacks=2),
+        guard=GuardSettings(
+            kl_bound_nats=0.1,
+            early_stop_on_kl=True,
+            max_rollbacks=2,
+            held_out_prompts=tuple(PROMPTS * 8),
+            measure_seed=5,
+        ),
         tracker=Tracker(tmp_path / "metrics.jsonl", 5),
         save_interval=1,
         log_interval=1,
@@ -127,9 +134,11 @@ def test_kl_guard_rolls_back_and_keeps_kl_within_target(tmp_path):
     kinds = [d for d, _ in decisions]
     assert kinds[: outcome.rollbacks] == ["rollback"] * outcome.rollbacks
     assert kinds[outcome.rollbacks :] == (["stop"] if outcome.stopped_early else [])
-    from srft.rl.measure import measure_policy
-
-    assert measure_policy(engine, PROMPTS * 8).kl_per_token_nats <= 0.1
+    # the policy training ends with is the guard's last good one, measured as a gate measures it
+    assert outcome.measures.kl_per_token_nats <= 0.1
+    again = measure_policy(engine.measuring_sampler(5), PROMPTS * 8)
+    assert again.kl_per_token_nats == pytest.approx(outcome.measures.kl_per_token_nats, rel=1e-6)
+    assert again.kl_per_token_nats > 0  # it trained
 
 
 def test_checkpoint_resume_restores_the_engine(tmp_path):

@@ -39,8 +39,12 @@ def restore_torch_threads():
 
 @pytest.fixture(scope="session")
 def stages_5_to_7(good_run: GoodRun) -> LaterStages:
-    """Stages 5-7 run once on the shared run of stages 1-4 (`good_run`)."""
+    """Stages 5-7 run once on the shared run of stages 1-4 (`good_run`), reporting to all three
+    trackers (the logging section is in no stage's fingerprint: stages 1-4 stay done)."""
     restore(good_run)
-    outcome = run_restoring_threads(good_run.config, good_run.run.root, LATER_STAGES)
+    trackers = ["tensorboard", "mlflow", "wandb"]
+    logging = good_run.config.logging.model_copy(update={"report_to": trackers})
+    config = good_run.config.model_copy(update={"logging": logging})
+    outcome = run_restoring_threads(config, good_run.run.root, LATER_STAGES)
     manifests = {n: read_json(good_run.run.manifest(n)) for n in LATER_STAGES}
     return LaterStages(outcome, manifests)

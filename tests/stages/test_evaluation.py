@@ -6,8 +6,15 @@ import pytest
 from srft.artifacts import read_json, read_jsonl
 from srft.config import GATE_NAMES, load_config
 from srft.outputs import RLOutputs, read_outputs
-from srft.run_dir import RunDir
+from srft.run_dir import STAGE_FOLDERS, RunDir
 from tests.runs import SMALL_WORLD, gate_settings, restore, run_restoring_threads
+from tests.trackers import (
+    mlflow_artifacts,
+    mlflow_metrics,
+    tensorboard_scalars,
+    tensorboard_texts,
+    wandb_history,
+)
 
 
 @pytest.mark.slow
@@ -40,6 +47,42 @@ def test_stages_5_to_7_finish_the_run_with_a_report(good_run, stages_5_to_7):
     report = run.report_md.read_text()
     assert "### Stage 7: Evaluation & Monitoring" in report
     assert "| capability_retention | 7 |" in report
+
+
+RL_STEP_METRICS = {"reward", "kl_per_token_nats", "entropy_nats", "judge_score", "learning_rate"}
+
+
+@pytest.mark.slow
+def test_every_stage_rl_step_gate_and_decision_reaches_the_trackers(good_run, stages_5_to_7):
+    root = good_run.run.root
+    # TensorBoard, on from stage 1: every stage's numbers, under the stage's folder
+    scalars = tensorboard_scalars(root / "tensorboard" / "run")
+    folders = {tag.split("/")[0] for tag in scalars if not tag.startswith("gates/")}
+    assert folders == set(STAGE_FOLDERS.values())
+    assert "stage1_sft/loss" in scalars  # the Trainer's logs
+    assert "stage3_reward/eval_accuracy" in scalars
+    assert "stage4_reward_validation/accuracy" in scalars  # a stage's outputs
+    rl_steps = [step for step, _ in scalars["stage5_rl/kl_per_token_nats"]]
+    assert rl_steps == sorted(rl_steps) and rl_steps[-1] == 6
+    for name in [*RL_STEP_METRICS, "rollbacks", "held_out_kl_per_token_nats"]:
+        assert f"stage5_rl/{name}" in scalars
+    gates = {tag.split("/")[2] for tag in scalars if tag.startswith("gates/stage7")}
+    assert {"win_rate", "win_rate_passed", "kl_divergence"} <= gates
+    decisions = tensorboard_texts(root / "tensorboard" / "run", "decisions")
+    assert "stage 7 attempt 0: pass: continue" in decisions
+
+    # MLflow and W&B, on for stages 5-7: the same numbers as metrics.jsonl
+    logged = [r for r in read_jsonl(good_run.run.metrics) if r["stage"] == 5]
+    last = {r["name"]: r["value"] for r in logged if r["step"] == 6}
+    mlflow = mlflow_metrics(root)
+    for name in RL_STEP_METRICS:
+        assert mlflow[f"stage5_rl/{name}"][-1] == (6, pytest.approx(last[name]))
+    assert mlflow["gates/stage6_iterations/kl_divergence_passed"][-1][1] in (0.0, 1.0)
+    assert {"report.md", "summary.json", "decisions.jsonl"} <= set(mlflow_artifacts(root))
+    rows = wandb_history(root)
+    at_6 = [r for r in rows if r.get("stage5_rl/step") == 6 and "stage5_rl/reward" in r]
+    assert at_6[-1]["stage5_rl/reward"] == pytest.approx(last["reward"])
+    assert any(r.get("decisions") == "stage 7 attempt 0: pass: continue" for r in rows)
 
 
 def filler_lover(prompts: list[str], responses: list[str]) -> list[float]:
