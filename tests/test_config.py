@@ -212,6 +212,17 @@ def test_a_tracker_whose_package_is_missing_is_refused_with_the_install_command(
     )
 
 
+def test_mlflow_without_its_database_client_is_refused(monkeypatch):
+    found = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "sqlalchemy" else found(name)
+    )
+    assert fault(None, ["logging.report_to=[mlflow]"]) == (
+        "config: logging.report_to: 'mlflow' needs the sqlalchemy package, which is not "
+        "installed: pip install mlflow"
+    )
+
+
 def test_zero3_with_lora(tmp_path):
     text = "compute:\n  num_devices: 2\n  strategy: deepspeed\n  zero_stage: 3\nmodel:\n  lora: {r: 4}\n"
     assert fault(write(tmp_path, text)).endswith(

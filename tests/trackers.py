@@ -32,13 +32,18 @@ def tensorboard_texts(folder: Path, tag: str) -> list[str]:
     return [e.tensor_proto.string_val[0].decode() for e in events.Tensors(tag)]
 
 
-def mlflow_metrics(run_root: Path, experiment: str = "srft") -> dict[str, list[tuple[int, float]]]:
-    """The metrics of the one run in `experiment` of the run directory's MLflow database."""
+def _mlflow_run(run_root: Path, experiment: str):
+    """The client of the run directory's MLflow database and the one run in `experiment`."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{run_root.resolve() / 'mlflow.db'}")
     found = client.get_experiment_by_name(experiment)
     (run,) = client.search_runs([found.experiment_id])
+    return client, run
+
+
+def mlflow_metrics(run_root: Path, experiment: str = "srft") -> dict[str, list[tuple[int, float]]]:
+    client, run = _mlflow_run(run_root, experiment)
     return {
         key: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
         for key in run.data.metrics
@@ -46,11 +51,7 @@ def mlflow_metrics(run_root: Path, experiment: str = "srft") -> dict[str, list[t
 
 
 def mlflow_artifacts(run_root: Path, experiment: str = "srft") -> list[str]:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{run_root.resolve() / 'mlflow.db'}")
-    found = client.get_experiment_by_name(experiment)
-    (run,) = client.search_runs([found.experiment_id])
+    client, run = _mlflow_run(run_root, experiment)
     return [a.path for a in client.list_artifacts(run.info.run_id)]
 
 
