@@ -265,7 +265,7 @@ class Pipeline:
         start = time.time()
         result = spec.run(ctx)
         seconds = time.time() - start
-        tracker.log(result.outputs.scalars())  # the stage's numbers, every attempt's
+        self.trackers.outputs(STAGE_FOLDERS[spec.number], attempt, result.outputs.scalars())
         log.info("stage %d %s: finished in %.1f s", spec.number, spec.name, seconds)
         return result, seconds
 

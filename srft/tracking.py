@@ -3,7 +3,8 @@ time) and the experiment trackers `logging.report_to` names.
 
 The trackers (TensorBoard, MLflow, W&B: accelerate's tracker classes) are started once per run
 on the main process. They receive every scalar metrics.jsonl gets, under `<stage folder>/<name>`
-(`stage5_rl/kl_per_token_nats`), every gate evaluation (`gates/stage5_rl/kl_divergence`, its
+(`stage5_rl/kl_per_token_nats`), the numbers of each stage attempt's outputs record under
+`<stage folder>/outputs/<name>` at the attempt as step, every gate evaluation (`gates/stage5_rl/kl_divergence`, its
 value, and `..._passed`, 1 or 0, at the attempt as step), every decision as text, the config as
 hyperparameters, and at the end the run's report, summary and decisions as files.
 
@@ -33,7 +34,6 @@ from srft.run_dir import STAGE_FOLDERS
 
 if TYPE_CHECKING:
     from srft.config import SrftConfig
-    from srft.gates import Gate
 
 log = logging.getLogger("srft")
 
@@ -103,8 +103,17 @@ class RunTrackers:
             self._step_metrics.add(prefix)
         tracker.log({**named, **({axis: step} if step is not None else {})})
 
-    def gates(self, folder: str, attempt: int, gates: list[Gate]) -> None:
-        """A stage attempt's gate evaluations: each value, and whether it passed."""
+    def outputs(self, folder: str, attempt: int, scalars: dict[str, Any]) -> None:
+        """The numbers of a stage attempt's outputs record, under `<folder>/outputs/`."""
+        numbers = {
+            k: float(v) for k, v in scalars.items() if isinstance(v, int | float)
+        }  # bools as 1 or 0
+        if numbers:
+            self.log(f"{folder}/outputs", numbers, attempt)
+
+    def gates(self, folder: str, attempt: int, gates: list) -> None:
+        """A stage attempt's gate evaluations (`srft.gates.Gate`): each value, and whether it
+        passed."""
         values: dict[str, float] = {}
         for gate in gates:
             if gate.value is not None:

@@ -111,6 +111,7 @@ def run(ctx: StageContext) -> StageResult:
     }
     atomic_write_json(ctx.path("data_report_json"), report)
     atomic_write_text(ctx.path("data_report"), _report_markdown(metrics, gates, contaminated))
+    ctx.tracker.log({k: v for k, v in metrics.items() if isinstance(v, int | float)})
     files = {} if metrics["source"] == "generated" else {"candidates_file": None}
     return StageResult(PreferenceOutputs(**metrics, **files), gates)
 

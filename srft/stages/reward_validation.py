@@ -84,6 +84,7 @@ def run(ctx: StageContext) -> StageResult:
     report = {"metrics": outputs.scalars(), "checks": checks, "gates": [g.to_dict() for g in gates]}
     atomic_write_json(ctx.path("report_json"), report)
     atomic_write_text(ctx.path("report"), _markdown(outputs, gates))
+    ctx.tracker.log(outputs.scalars())
     return StageResult(outputs, gates)
 
 

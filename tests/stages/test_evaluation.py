@@ -58,10 +58,12 @@ def test_every_stage_rl_step_gate_and_decision_reaches_the_trackers(good_run, st
     # TensorBoard, on from stage 1: every stage's numbers, under the stage's folder
     scalars = tensorboard_scalars(root / "tensorboard" / "run")
     folders = {tag.split("/")[0] for tag in scalars if not tag.startswith("gates/")}
+    # (stages 1-4 ran before these tests, with TensorBoard on)
     assert folders == set(STAGE_FOLDERS.values())
     assert "stage1_sft/loss" in scalars  # the Trainer's logs
     assert "stage3_reward/eval_accuracy" in scalars
-    assert "stage4_reward_validation/accuracy" in scalars  # a stage's outputs
+    assert "stage4_reward_validation/accuracy" in scalars
+    assert "stage7_evaluation/outputs/win_rate" in scalars  # a stage's outputs record
     rl_steps = [step for step, _ in scalars["stage5_rl/kl_per_token_nats"]]
     assert rl_steps == sorted(rl_steps) and rl_steps[-1] == 6
     for name in [*RL_STEP_METRICS, "rollbacks", "held_out_kl_per_token_nats"]:
