@@ -62,7 +62,7 @@ def test_every_stage_rl_step_gate_and_decision_reaches_the_trackers(good_run, st
     assert folders == set(STAGE_FOLDERS.values())
     assert "stage1_sft/loss" in scalars  # the Trainer's logs
     assert "stage3_reward/eval_accuracy" in scalars
-    assert "stage4_reward_validation/accuracy" in scalars
+    assert "stage4_reward_validation/mean_margin_val" in scalars
     assert "stage7_evaluation/outputs/win_rate" in scalars  # a stage's outputs record
     rl_steps = [step for step, _ in scalars["stage5_rl/kl_per_token_nats"]]
     assert rl_steps == sorted(rl_steps) and rl_steps[-1] == 6
