@@ -131,7 +131,9 @@ def write_report(run: RunDir, records_of: Sequence[type[StageOutputs]]) -> Path:
         if isinstance(iterations, IterationOutputs)
         else None
     )
-    atomic_write_text(run.report_html, render_html(run.name, markdown, figures(rows, table)))
+    atomic_write_text(
+        run.report_html, render_html(run.name, markdown, figures(rows, table, gates, decisions))
+    )
     return run.report_md
 
 

@@ -138,7 +138,12 @@ def train_policy(
             if verdict == "continue":
                 last_good, good = _save(engine, checkpoints, outcome, measures), measures
                 continue
-            numbers = {"run": description, "kl_per_token_nats": round(kl_now, 5), "step": step}
+            numbers = {
+                "run": description,
+                "kl_per_token_nats": round(kl_now, 5),
+                "step": step,
+                "metrics_step": step_offset + step,  # where metrics.jsonl logs this step
+            }
             learning_rate, kl_coef = engine.learning_rate, engine.kl_controller.coef
             _restore(engine, last_good)
             reporter.done = engine.steps_done
