@@ -247,7 +247,7 @@ class RLTrainingConfig(Section):
         le=1,
         description="The adaptive controller's aim as a share of the KL bound kl_target",
     )
-    kl_horizon: int = Field(500, ge=1, description="Episodes over which the KL controller adapts")
+    kl_horizon: int = Field(100, ge=1, description="Episodes over which the KL controller adapts")
     early_stop_on_kl: bool = Field(
         True,
         description="At the start, every save_interval steps and at the end, measure the KL "

@@ -125,6 +125,11 @@ class SFTOutputs(StageOutputs):
     val_examples: int = Field(description="demonstrations held out for perplexity")
     val_loss: float = Field(description="mean token cross-entropy on them, nats")
     val_perplexity: float = Field(description="exp(val_loss)")
+    truncated_examples: int | None = Field(
+        None,
+        description="demonstrations whose prompt or completion lost tokens to "
+        "data.max_prompt_length / data.max_response_length",
+    )
     baseline: dict[str, float] = Field(
         description="benchmark name -> the SFT policy's score, what retention compares with"
     )
@@ -177,6 +182,9 @@ class PreferenceOutputs(StageOutputs):
         None, description="imported pairs: invalid rows dropped (data.on_invalid: drop)"
     )
     prompts: int | None = Field(None, description="generated pairs: prompts sampled")
+    truncated_prompts: int | None = Field(
+        None, description="prompts cut to data.max_prompt_length to sample responses"
+    )
     human_labels: int | None = Field(
         None, description="annotation.labels_file: responses labelled by humans"
     )
@@ -219,6 +227,11 @@ class RewardOutputs(StageOutputs):
     loss_train: float = Field(description="Bradley-Terry loss on the training pairs, nats")
     loss_val: float = Field(description="Bradley-Terry loss on the validation pairs, nats")
     best_checkpoint: str = Field(description="the checkpoint folder of the best epoch")
+    truncated_pairs: int | None = Field(
+        None,
+        description="training and validation pairs that lost tokens to the length limits or "
+        "the model's positions",
+    )
 
 
 # ---- stage 4 --------------------------------------------------------------------------------
@@ -277,6 +290,11 @@ class RewardValidationOutputs(StageOutputs):
     )
     train_val_gap: float = Field(description="reward_accuracy_train - reward_accuracy_val")
     mean_margin_val: float = Field(description="mean of r(chosen) - r(rejected), held out")
+    truncated_pairs: int | None = Field(
+        None,
+        description="held-out pairs that lost tokens to the length limits or the model's "
+        "positions when scored",
+    )
     reward_accuracy_judge: float | None = Field(
         None, description="accuracy against the judge's preference, over the pairs it orders"
     )
@@ -315,6 +333,9 @@ class RLOutputs(StageOutputs):
     episodes: int = Field(description="responses trained on: steps x batch_size")
     rollbacks: int = Field(description="times the KL guard rolled back")
     stopped_early: bool = Field(description="the KL guard stopped training")
+    truncated_prompts: int | None = Field(
+        None, description="training prompts cut to data.max_prompt_length"
+    )
     final_kl_per_token_nats: float = Field(description="KL to the SFT policy, nats per token")
     final_kl_per_sequence_nats: float = Field(description="the same, summed per response")
     final_entropy_nats: float = Field(description="policy entropy, nats per token")
@@ -362,6 +383,9 @@ class IterationOutputs(StageOutputs):
     iterations: list[IterationRow] = Field(description="one row per iteration, 0 first")
     best_iteration: int = Field(description="the iteration the final policy comes from")
     stop_reason: str = Field(description="why the iterations stopped")
+    truncated_prompts: int | None = Field(
+        None, description="the iterations' prompts cut to data.max_prompt_length"
+    )
     score_source: Literal["judge", "reward model"] = Field(
         description="what an iteration's score is: the judge's mean, else the RM's"
     )
@@ -415,6 +439,9 @@ class EvaluationOutputs(StageOutputs):
         "response, ties counted half; None without a judge"
     )
     eval_prompts: int = Field(description="held-out prompts")
+    truncated_prompts: int | None = Field(
+        None, description="held-out prompts cut to data.max_prompt_length"
+    )
     responses_per_policy: int = Field(description="responses sampled from each policy")
     final: PolicyMeasures = Field(
         description="the final policy on the held-out prompts, win_rate_samples responses each"

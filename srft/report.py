@@ -112,7 +112,7 @@ def write_report(run: RunDir, records_of: Sequence[type[StageOutputs]]) -> Path:
                 done=done,
                 logged=frozenset(r["name"] for r in rows if r.get("stage") == number),
             )
-            lines += render(record, evidence)
+            lines += render(record, evidence) + _truncation(record)
         lines.append("")
     iterations = records.get(IterationOutputs.STAGE)
     if isinstance(iterations, IterationOutputs) and iterations.iterations:
@@ -175,6 +175,20 @@ class Evidence:
         """Whether the stage's folder holds `relative` (a file or a folder with files)."""
         path = self.folder / relative
         return path.is_file() or (path.is_dir() and any(path.iterdir()))
+
+
+TRUNCATION_FIELDS = ("truncated_examples", "truncated_prompts", "truncated_pairs")
+
+
+def _truncation(record: StageOutputs) -> list[str]:
+    """The stage's count of inputs cut to the length limits, where it keeps one (not a box:
+    a number to read before signing off)."""
+    lines = []
+    for name in TRUNCATION_FIELDS:
+        value = getattr(record, name, None)
+        if value is not None:
+            lines.append(f"- Truncated: {value} {type(record).model_fields[name].description}")
+    return lines
 
 
 def _box(ok: bool | None, text: str, why: str = "") -> str:

@@ -17,13 +17,13 @@ TIERS: dict[str, int] = {
     **dict.fromkeys(
         ("srft.errors", "srft.artifacts", "srft.run_dir", "srft.registry", "srft.config"), 0
     ),
-    **dict.fromkeys(("srft.data.hub", "srft.tracking", "srft.progress", "srft.plots"), 0),
+    **dict.fromkeys(("srft.data.hub", "srft.tracking", "srft.progress"), 0),
     **dict.fromkeys(("srft.template", "srft.launch", "srft.distributed"), 0),
     **dict.fromkeys(("srft.gates", "srft.outputs", "srft.manifests", "srft.decisions"), 1),
     **dict.fromkeys(("srft.tables", "srft.scoring"), 1),
     **dict.fromkeys(("srft.data", "srft.models", "srft.rl", "srft.evaluation"), 2),
     **dict.fromkeys(("srft.world", "srft.arithmetic", "srft.judges", "srft.annotation"), 2),
-    **dict.fromkeys(("srft.memory", "srft.memory_plan"), 2),
+    **dict.fromkeys(("srft.memory", "srft.memory_plan", "srft.plots"), 2),
     "srft.stages": 3,
     **dict.fromkeys(("srft", "srft.pipeline", "srft.report", "srft.architecture"), 4),
     **dict.fromkeys(("srft.plugins", "srft.profiles", "srft.api", "srft.cli"), 4),

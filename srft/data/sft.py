@@ -52,39 +52,55 @@ def read_prompt_rows(path: str | Path, fields: tuple[str, ...]) -> list[dict[str
     return rows
 
 
-def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, max_length: int) -> list[int]:
-    """Prompt token ids, left-truncated to `max_length` (the end of a prompt matters most).
-    With a tokenizer that has a chat template, the prompt is one user turn followed by the
-    opened assistant turn, as the chat model was trained to see it."""
+def prompt_token_ids(tokenizer: PreTrainedTokenizerBase, prompt: str) -> list[int]:
+    """A prompt's token ids, whole. With a tokenizer that has a chat template, the prompt is one
+    user turn followed by the opened assistant turn, as the chat model was trained to see it."""
     if getattr(tokenizer, "chat_template", None):
         turn = [{"role": "user", "content": prompt}]
         encoded = tokenizer.apply_chat_template(turn, add_generation_prompt=True, tokenize=True)
-        ids = list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
-    else:
-        ids = tokenizer(prompt)["input_ids"]
-    return ids[-max_length:]
+        return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+    return tokenizer(prompt)["input_ids"]
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, max_length: int) -> list[int]:
+    """Prompt token ids, left-truncated to `max_length` (the end of a prompt matters most)."""
+    return prompt_token_ids(tokenizer, prompt)[-max_length:]
+
+
+def prompts_truncated(tokenizer: PreTrainedTokenizerBase, prompts, max_length: int) -> int:
+    """How many of `prompts` `encode_prompt` cuts to `max_length` tokens."""
+    return sum(len(prompt_token_ids(tokenizer, prompt)) > max_length for prompt in prompts)
+
+
+def completion_token_ids(tokenizer: PreTrainedTokenizerBase, completion: str) -> list[int]:
+    return tokenizer(completion, add_special_tokens=False)["input_ids"]
 
 
 def encode_completion(
     tokenizer: PreTrainedTokenizerBase, completion: str, max_length: int
 ) -> list[int]:
     """Completion token ids closed by EOS, truncated to `max_length` tokens in all."""
-    ids = tokenizer(completion, add_special_tokens=False)["input_ids"][: max_length - 1]
-    return ids + [tokenizer.eos_token_id]
+    return completion_token_ids(tokenizer, completion)[: max_length - 1] + [tokenizer.eos_token_id]
 
 
 @dataclass
 class SFTExample:
     input_ids: list[int]
     labels: list[int]  # -100 on prompt tokens: the loss is on the completion only
+    truncated: bool = False  # the prompt or the completion lost tokens to the length limits
 
 
 def encode_sft(rows, tokenizer, max_prompt: int, max_response: int) -> list[SFTExample]:
     examples = []
     for row in rows:
-        prompt = encode_prompt(tokenizer, row["prompt"], max_prompt)
-        completion = encode_completion(tokenizer, row["completion"], max_response)
-        examples.append(SFTExample(prompt + completion, [-100] * len(prompt) + completion))
+        prompt = prompt_token_ids(tokenizer, row["prompt"])
+        completion = completion_token_ids(tokenizer, row["completion"])
+        truncated = len(prompt) > max_prompt or len(completion) > max_response - 1
+        prompt = prompt[-max_prompt:]
+        completion = completion[: max_response - 1] + [tokenizer.eos_token_id]
+        examples.append(
+            SFTExample(prompt + completion, [-100] * len(prompt) + completion, truncated)
+        )
     return examples
 
 

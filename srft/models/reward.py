@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -66,6 +68,13 @@ def encode_pair_text(
         prompt_ids, reply = fit_pair(prompt_ids, completion[:-1], max_length - 1)
         completion = reply + completion[-1:]
     return prompt_ids + completion
+
+
+def pair_text_truncated(tokenizer, prompt: str, response: str, encoded: list[int]) -> bool:
+    """Whether `encoded`, `encode_pair_text` of `prompt` and `response` under some limits, lost
+    tokens to them."""
+    whole = encode_pair_text(tokenizer, prompt, response, sys.maxsize, sys.maxsize)
+    return len(encoded) < len(whole)
 
 
 def fit_pair(prompt: list[int], response: list[int], room: int) -> tuple[list[int], list[int]]:
@@ -161,6 +170,17 @@ class RewardScorer:
         elif self.max_length is not None:  # the prompt's start gives way, as in `encode`
             sequences = [s[-self.max_length :] for s in sequences]
         return score_sequences(self.model, sequences, self.tokenizer.pad_token_id, self.batch_size)
+
+    def truncated(self, pairs: list) -> int:
+        """How many preference pairs lose tokens (of the chosen or the rejected sequence) to the
+        length limits or the model's positions when scored."""
+        return sum(
+            any(
+                pair_text_truncated(self.tokenizer, p.prompt, reply, self.encode(p.prompt, reply))
+                for reply in (p.chosen, p.rejected)
+            )
+            for p in pairs
+        )
 
     def pairs(self, pairs: list) -> tuple[torch.Tensor, torch.Tensor]:
         """r(chosen) and r(rejected) of preference pairs (objects with prompt, chosen,

@@ -15,7 +15,13 @@ from srft.config import SrftConfig
 from srft.data.pairs import PreferencePair
 from srft.distributed import is_main
 from srft.models.lora import add_lora, save_merged
-from srft.models.reward import bradley_terry_loss, encode_pair_text, pad_batch, positions_of
+from srft.models.reward import (
+    bradley_terry_loss,
+    encode_pair_text,
+    pad_batch,
+    pair_text_truncated,
+    positions_of,
+)
 from srft.models.training import ready, training_arguments
 
 
@@ -23,6 +29,7 @@ from srft.models.training import ready, training_arguments
 class EncodedPair:
     chosen: list[int]
     rejected: list[int]
+    truncated: bool = False  # either sequence lost tokens to the length limits or positions
 
 
 def encode_pairs(
@@ -35,13 +42,15 @@ def encode_pairs(
     """Each pair's chosen and rejected sequences (`encode_pair_text`), fitted into `max_length`
     tokens (the model's positions) when given."""
     lengths = (max_prompt, max_response, max_length)
-    return [
-        EncodedPair(
-            encode_pair_text(tokenizer, p.prompt, p.chosen, *lengths),
-            encode_pair_text(tokenizer, p.prompt, p.rejected, *lengths),
-        )
-        for p in pairs
-    ]
+    encoded = []
+    for p in pairs:
+        chosen = encode_pair_text(tokenizer, p.prompt, p.chosen, *lengths)
+        rejected = encode_pair_text(tokenizer, p.prompt, p.rejected, *lengths)
+        truncated = pair_text_truncated(
+            tokenizer, p.prompt, p.chosen, chosen
+        ) or pair_text_truncated(tokenizer, p.prompt, p.rejected, rejected)
+        encoded.append(EncodedPair(chosen, rejected, truncated))
+    return encoded
 
 
 class PairCollator:
@@ -112,13 +121,15 @@ def accuracy_metric(prediction: EvalPrediction) -> dict[str, float]:
 @dataclass(frozen=True)
 class RewardFit:
     """The best epoch's reward model: reward accuracy and Bradley-Terry loss (nats) on the
-    training and the validation pairs, and the checkpoint folder it came from."""
+    training and the validation pairs, the checkpoint folder it came from, and how many of the
+    pairs lost tokens to the length limits."""
 
     accuracy_train: float
     accuracy_val: float
     loss_train: float
     loss_val: float
     best_checkpoint: str
+    truncated_pairs: int
 
 
 def fit_reward_model(
@@ -181,6 +192,7 @@ def fit_reward_model(
         loss_train=train_metrics["train_loss"],
         loss_val=val_metrics["val_loss"],
         best_checkpoint=Path(trainer.state.best_model_checkpoint or "").name,
+        truncated_pairs=sum(pair.truncated for pair in [*train_set, *val_set]),
     )
 
 

@@ -11,6 +11,7 @@ from srft.artifacts import atomic_write_json
 from srft.config import SrftConfig
 from srft.data.pairs import read_pairs
 from srft.data.prompts import evaluation_prompts
+from srft.data.sft import prompts_truncated
 from srft.decisions import deploy_decision
 from srft.distributed import by_main
 from srft.evaluation.alignment import (
@@ -107,6 +108,9 @@ def run(ctx: StageContext) -> StageResult:
         retention_left_out=left_out,
         win_rate=wins,
         eval_prompts=len(prompts) // config.evaluation.win_rate_samples,
+        truncated_prompts=prompts_truncated(
+            tokenizer, evaluation_prompts(config), config.data.max_prompt_length
+        ),
         responses_per_policy=len(prompts),
         final=final.metrics,
         sft=sft_sample.metrics,

@@ -17,6 +17,7 @@ from srft.config import SrftConfig
 from srft.data.candidates import sample_pairs
 from srft.data.pairs import PreferencePair, read_pairs, write_pairs
 from srft.data.prompts import training_prompts
+from srft.data.sft import prompts_truncated
 from srft.decisions import judge_iteration
 from srft.distributed import barrier, from_main, is_main
 from srft.models.loading import (
@@ -30,12 +31,13 @@ from srft.models.reward_trainer import fit_reward_model
 from srft.outputs import (
     IterationOutputs,
     IterationRow,
+    PolicyMeasures,
     PreferenceOutputs,
     RewardOutputs,
     RLOutputs,
     SFTOutputs,
 )
-from srft.rl.build import build_engine, guard_settings, measure_held_out
+from srft.rl.build import build_engine, guard_settings, reward_scorer
 from srft.rl.trainer import train_policy
 from srft.stages.base import StageContext, StageResult, StageSpec
 from srft.tables import iteration_table
@@ -70,9 +72,18 @@ def run(ctx: StageContext) -> StageResult:
     if ctx.resume and table_file.exists():
         table = [IterationRow(**row) for row in read_json(table_file)["iterations"]]
     if not table:
-        policy_dir, reward_dir = models(0)
-        start = _measure(config, policy_dir, reward_dir, sft_dir, judge, held_out)
-        table.append(IterationRow(iteration=0, status="start", **start))
+        rl = ctx.upstream(RLOutputs)
+        start_measures = PolicyMeasures(
+            kl_per_token_nats=rl.final_kl_per_token_nats,
+            kl_per_sequence_nats=rl.final_kl_per_sequence_nats,
+            entropy_nats=rl.final_entropy_nats,
+            reward=rl.final_reward,
+            response_tokens=rl.final_response_tokens,
+            judge_score=rl.final_judge_score,
+        )
+        scorer = reward_scorer(config, str(reward.model), load_tokenizer(start_models[0]))
+        start = _numbers(start_measures, scorer.accuracy(held_out))
+        table.append(IterationRow(iteration=0, status="start", kl_coef=rl.final_kl_coef, **start))
         _write_table(table_file, table)
     for row in table[1:]:  # a resumed run: the pairs of the iterations already done
         if row.status != "rolled_back":
@@ -98,11 +109,9 @@ def run(ctx: StageContext) -> StageResult:
         write_pairs(folder / VAL_PAIRS, new_val)
         train_pairs, val_pairs = train_pairs + new_train, val_pairs + new_val
         reward_dir = _retrain_reward_model(config, reward.base, train_pairs, val_pairs, folder)
-        policy_dir, kl_coef, rollbacks = _reinforce(
-            ctx, config, policy_dir, reward_dir, sft_dir, folder, number
+        policy_dir, kl_coef, rollbacks, found = _reinforce(
+            ctx, config, policy_dir, reward_dir, sft_dir, folder, number, current, held_out
         )
-        # the main process's measures: every process then takes the same verdict
-        found = from_main(_measure(config, policy_dir, reward_dir, sft_dir, judge, held_out))
         verdict, reason = judge_iteration(
             previous_score=current.score,
             score=found["score"],
@@ -155,6 +164,9 @@ def run(ctx: StageContext) -> StageResult:
         iterations=table,
         best_iteration=current.iteration,
         stop_reason=stop_reason,
+        truncated_prompts=prompts_truncated(
+            load_tokenizer(start_models[0]), training_prompts(config), config.data.max_prompt_length
+        ),
         score_source="judge" if judge else "reward model",
     )
     return StageResult(outputs, gates)
@@ -192,12 +204,24 @@ def _retrain_reward_model(config: SrftConfig, base: str, train, val, folder: Pat
 
 
 def _reinforce(
-    ctx, config, policy_dir, reward_dir, sft_dir, folder: Path, number: int
-) -> tuple[str, float, int]:
-    """RL from the current policy against the retrained RM, the KL still to the SFT policy. The
-    KL penalty starts again from `kl_penalty`: a retrained RM has a reward scale of its own.
-    Iterations may spend more of the KL budget than stage 5 (`iteration.kl_fraction`). Returns
-    the policy's folder, the final KL coefficient and the KL guard's rollbacks."""
+    ctx,
+    config,
+    policy_dir,
+    reward_dir,
+    sft_dir,
+    folder: Path,
+    number: int,
+    previous: IterationRow,
+    held_out: list[PreferencePair],
+) -> tuple[str, float, int, dict[str, float]]:
+    """RL from the current policy against the retrained RM, the KL still to the SFT policy.
+    The KL penalty starts where the previous RL run's ended: the policy starts as far from
+    the reference as that run left it, and a penalty back at `kl_penalty` would let it run
+    past the bound before the controller caught up. Iterations may spend more of the KL
+    budget than stage 5 (`iteration.kl_fraction`). Returns the policy's folder, the final KL
+    coefficient, the KL guard's rollbacks, and the iteration's numbers: the guard's held-out
+    measures of the policy it kept, and the retrained RM's accuracy on stage 2's held-out
+    pairs."""
     engine = build_engine(
         config,
         policy_dir,
@@ -206,6 +230,8 @@ def _reinforce(
         seed_offset=number,
         kl_fraction=config.iteration.kl_fraction,
     )
+    if config.rl_training.adaptive_kl and previous.kl_coef is not None:
+        engine.kl_controller.coef = max(engine.kl_controller.coef, previous.kl_coef)
     outcome = train_policy(
         engine,
         training_prompts(config),
@@ -222,19 +248,21 @@ def _reinforce(
     )
     engine.export_policy(folder / "model")
     _remove(folder / "checkpoints")
-    return str(folder / "model"), engine.kl_controller.coef, outcome.rollbacks
+    assert outcome.measures is not None
+    # the main process's numbers: every process then takes the same verdict
+    found = from_main(_numbers(outcome.measures, engine.reward_fn.accuracy(held_out)))
+    return str(folder / "model"), engine.kl_controller.coef, outcome.rollbacks, found
 
 
-def _measure(config, policy_dir, reward_dir, sft_dir, judge, val_pairs) -> dict[str, float]:
-    """Score (judge, else RM reward), KL to SFT and entropy on held-out prompts, as the KL guard
-    measures them; RM accuracy on stage 2's held-out pairs."""
-    found, sampler = measure_held_out(config, policy_dir, reward_dir, sft_dir, judge)
+def _numbers(measures: PolicyMeasures, reward_accuracy_val: float) -> dict[str, float]:
+    """An iteration row's numbers: score (judge, else RM reward), reward, KL to SFT and
+    entropy on the held-out prompts, and the RM's accuracy on stage 2's held-out pairs."""
     return {
-        "score": found.reward if found.judge_score is None else found.judge_score,
-        "reward": found.reward,
-        "kl_per_token_nats": found.kl_per_token_nats,
-        "entropy_nats": found.entropy_nats,
-        "reward_accuracy_val": sampler.reward.accuracy(val_pairs),
+        "score": measures.reward if measures.judge_score is None else measures.judge_score,
+        "reward": measures.reward,
+        "kl_per_token_nats": measures.kl_per_token_nats,
+        "entropy_nats": measures.entropy_nats,
+        "reward_accuracy_val": reward_accuracy_val,
     }
 
 

@@ -17,7 +17,7 @@ from srft.data.human_labels import HumanLabels, response_id
 from srft.data.pairs import PreferencePair, read_pairs, write_pairs
 from srft.data.prompts import training_prompts
 from srft.data.quality import preference_gap
-from srft.data.sft import read_prompt_rows
+from srft.data.sft import prompts_truncated, read_prompt_rows
 from srft.distributed import all_sum
 from srft.evaluation.benchmarks import benchmark_texts
 from srft.gates import Gate
@@ -132,6 +132,7 @@ def _generate_pairs(ctx: StageContext) -> tuple[list[PreferencePair], dict[str, 
     pairs, flat_prompts, flat_responses = found.pairs, found.prompts, found.responses
     info: dict[str, Any] = {
         "prompts": len(prompts),
+        "truncated_prompts": prompts_truncated(tokenizer, prompts, config.data.max_prompt_length),
         "samples_per_prompt": a.samples_per_prompt,
         "temperature": a.temperature,
         "responses": len(flat_responses),

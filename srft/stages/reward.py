@@ -50,6 +50,7 @@ def run(ctx: StageContext) -> StageResult:
         loss_train=fit.loss_train,
         loss_val=fit.loss_val,
         best_checkpoint=fit.best_checkpoint,
+        truncated_pairs=fit.truncated_pairs,
     )
     return StageResult(outputs, gates)
 

@@ -59,6 +59,7 @@ def run(ctx: StageContext) -> StageResult:
         accuracy_over_length_baseline=accuracy_val - baseline,
         train_val_gap=accuracy_train - accuracy_val,
         mean_margin_val=(val_c - val_r).mean().item(),
+        truncated_pairs=scorer.truncated(val),
         reward_accuracy_judge=judged,
         judge_ordered_pairs=judge_pairs,
         length_correlation=lengths.correlation,

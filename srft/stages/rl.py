@@ -8,6 +8,7 @@ import statistics
 
 from srft.annotation import build_judge
 from srft.data.prompts import training_prompts
+from srft.data.sft import prompts_truncated
 from srft.models.loading import apply_threads
 from srft.outputs import RewardOutputs, RLOutputs, SFTOutputs
 from srft.rl.build import build_engine, guard_settings
@@ -58,6 +59,9 @@ def run(ctx: StageContext) -> StageResult:
         episodes=outcome.steps * rl.batch_size,
         rollbacks=outcome.rollbacks,
         stopped_early=outcome.stopped_early,
+        truncated_prompts=prompts_truncated(
+            engine.tokenizer, prompts, config.data.max_prompt_length
+        ),
         final_kl_per_token_nats=final.kl_per_token_nats,
         final_kl_per_sequence_nats=final.kl_per_sequence_nats,
         final_entropy_nats=final.entropy_nats,

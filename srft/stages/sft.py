@@ -90,6 +90,7 @@ def run(ctx: StageContext) -> StageResult:
         val_examples=len(val),
         val_loss=val_loss,
         val_perplexity=math.exp(val_loss),
+        truncated_examples=sum(example.truncated for example in examples),
         baseline=baseline,
     )
     return StageResult(outputs)

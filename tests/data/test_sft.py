@@ -26,3 +26,20 @@ def test_a_completion_ends_with_eos_within_its_length():
     assert ids == tokenizer("apple ,", add_special_tokens=False)["input_ids"] + [
         tokenizer.eos_token_id
     ]
+
+
+def test_truncation_is_counted_where_tokens_are_cut():
+    from srft.data.sft import encode_sft, prompts_truncated
+
+    tokenizer = build_tokenizer()
+    # "name one fruits" is BOS + 3 words: 4 tokens
+    assert prompts_truncated(tokenizer, ["name one fruits", "name one"], 4) == 0
+    assert prompts_truncated(tokenizer, ["name one fruits", "name one"], 3) == 1
+    rows = [
+        {"prompt": "name one", "completion": "apple ."},  # 3 + (2 + EOS)
+        {"prompt": "name one fruits", "completion": "apple ."},  # the prompt is cut
+        {"prompt": "name one", "completion": "apple , pear ."},  # the completion is cut
+    ]
+    examples = encode_sft(rows, tokenizer, max_prompt=3, max_response=3)
+    assert [e.truncated for e in examples] == [False, True, True]
+    assert [len(e.input_ids) for e in examples] == [6, 6, 6]

@@ -279,3 +279,22 @@ def test_the_scorers_accuracy_is_pair_accuracy_of_its_rewards():
     pairs = [PreferencePair("kim", "apple pear", "dog"), PreferencePair("ann", "red", "blue")]
     chosen, rejected = scorer.pairs(pairs)
     assert scorer.accuracy(pairs) == pair_accuracy(chosen, rejected)
+
+
+def test_the_scorer_counts_the_pairs_it_truncates():
+    from srft.data.pairs import PreferencePair
+    from srft.models.reward import pair_text_truncated
+
+    words = build_tokenizer()
+    whole = encode_pair_text(words, "name one fruits", "apple .", 8, 8)
+    assert not pair_text_truncated(words, "name one fruits", "apple .", whole)
+    cut = encode_pair_text(words, "name one fruits", "apple .", 8, 8, max_length=5)
+    assert pair_text_truncated(words, "name one fruits", "apple .", cut)
+    scorer = word_scorer()  # 8 prompt tokens, 8 response tokens (EOS included)
+    short, long = "apple .", "apple , pear , apple , pear ."  # 2 and 8 words
+    pairs = [
+        PreferencePair("name one fruits", short, short),
+        PreferencePair("name one fruits", short, long),  # the rejected reply is cut
+        PreferencePair("kim says : " * 4 + "name one fruits", short, short),  # the prompt is
+    ]
+    assert scorer.truncated(pairs) == 2

@@ -35,7 +35,7 @@ def resume_checkpoint_of_stage_3(tmp_path, monkeypatch, folders: list[str]) -> s
 
     def fit(*args, resume_from_checkpoint=None, **kwargs):
         captured["checkpoint"] = resume_from_checkpoint
-        return RewardFit(0.9, 0.8, 0.3, 0.4, "checkpoint-16")
+        return RewardFit(0.9, 0.8, 0.3, 0.4, "checkpoint-16", truncated_pairs=0)
 
     monkeypatch.setattr(srft.stages.reward, "read_pairs", lambda path: SimpleNamespace(pairs=[]))
     monkeypatch.setattr(srft.stages.reward, "load_reward_model", lambda name, pad, **kw: None)
