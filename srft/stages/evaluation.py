@@ -1,5 +1,5 @@
 """Stage 7, evaluation: capability retention against the stage-1 baseline, win rate against the
-SFT policy by the judge, final KL to the SFT policy, RM accuracy on held-out pairs, reward
+SFT policy by the judge, final KL to the SFT policy, RM accuracy on the test pairs, reward
 interpretability, the reward-hacking check, and the deploy decision."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from srft.data.pairs import read_pairs
 from srft.data.prompts import evaluation_prompts
 from srft.data.sft import prompts_truncated
 from srft.decisions import deploy_decision
-from srft.distributed import by_main
+from srft.distributed import by_main, rank
 from srft.evaluation.alignment import (
     capability_retention,
     pearson,
@@ -21,7 +21,7 @@ from srft.evaluation.alignment import (
     win_rate,
 )
 from srft.evaluation.benchmarks import run_benchmarks
-from srft.models.loading import apply_threads, load_policy, load_tokenizer, resolve_device
+from srft.models.loading import apply_threads
 from srft.outputs import (
     EvaluationOutputs,
     Interpretability,
@@ -31,11 +31,14 @@ from srft.outputs import (
     SFTOutputs,
 )
 from srft.rl.build import build_sampler, measure_held_out
+from srft.rl.engine import sampler_seed
 from srft.rl.measure import PolicySample, sample_policy
 from srft.stages.base import StageContext, StageResult, StageSpec
 from srft.stages.remedies import after_evaluation
 
 EXAMPLES = 5
+# The alignment samples' seed, `seed` + this, in both policies.
+ALIGNMENT_SEED_OFFSET = 7
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -47,35 +50,37 @@ def run(ctx: StageContext) -> StageResult:
     final_dir, reward_dir = str(final_models.model), str(final_models.reward_model)
     judge = build_judge(config)
 
+    # The final KL, measured as the KL guard and stage 6 measure it: the same number for the
+    # same policy. The sampler that measured it (the final policy, the SFT policy as its
+    # reference, the RM) serves the benchmarks and the alignment samples too.
+    kl, final_sampler = measure_held_out(config, final_dir, reward_dir, sft_dir, judge=None)
+    tokenizer = final_sampler.tokenizer
+
     # Capability benchmarks against the stage-1 baseline.
-    tokenizer = load_tokenizer(final_dir)
-    final_policy = load_policy(final_dir, resolve_device(config.compute))
     benchmarks = run_benchmarks(
-        final_policy,
+        final_sampler.policy.policy,
         tokenizer,
         config.evaluation.benchmarks,
         config.data.max_prompt_length,
         config.data.max_response_length,
         execute_code=config.evaluation.execute_code,
     )
-    del final_policy
     retention, left_out = capability_retention(benchmarks, sft.baseline)
 
-    # The final KL, measured as the KL guard and stage 6 measure it: the same number for the
-    # same policy.
-    kl, _ = measure_held_out(config, final_dir, reward_dir, sft_dir, judge=None)
-
-    # Alignment: the final and the SFT policy on held-out prompts, the same prompts for both.
+    # Alignment: the final and the SFT policy on held-out prompts, the same prompts for both,
+    # each sampled from the same seed.
     prompts = evaluation_prompts(config)
     prompts = [p for p in prompts for _ in range(config.evaluation.win_rate_samples)]
-    final_sampler = build_sampler(config, final_dir, reward_dir, sft_dir, seed_offset=7)
+    final_sampler.generator.manual_seed(sampler_seed(config.seed + ALIGNMENT_SEED_OFFSET, rank()))
     final = sample_policy(final_sampler, prompts, judge)
-    # Stage 2's held-out pairs, the set stage 4 measured: "accuracy maintained" compares alike.
-    held_out = read_pairs(ctx.upstream(PreferenceOutputs).val_pairs_file).pairs
+    # Stage 2's test pairs, the set stage 4 measured: "accuracy maintained" compares alike.
+    held_out = read_pairs(ctx.upstream(PreferenceOutputs).test_pairs_file).pairs
     accuracy_val = final_sampler.reward.accuracy(held_out)
     del final_sampler  # the final policy leaves memory before the SFT policy comes in
     sft_sample = sample_policy(
-        build_sampler(config, sft_dir, reward_dir, seed_offset=7), prompts, judge
+        build_sampler(config, sft_dir, reward_dir, seed_offset=ALIGNMENT_SEED_OFFSET),
+        prompts,
+        judge,
     )
     wins = win_rate(final.judge_scores, sft_sample.judge_scores) if judge else None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from srft.errors import ConfigError
 from srft.world.lexicon import (
     CATEGORIES,
     CATEGORY_OF,
@@ -109,7 +110,11 @@ def generate_world(
     prompts = all_list_prompts()
     rng.shuffle(prompts)
     if n_preference_prompts + n_eval_prompts > len(prompts):
-        raise ValueError(f"the world has only {len(prompts)} distinct list prompts")
+        raise ConfigError(
+            "world.n_preference_prompts + world.n_eval_prompts: "
+            f"{n_preference_prompts + n_eval_prompts} is more than the world's {len(prompts)} "
+            "distinct list prompts"
+        )
     eval_prompts = prompts[:n_eval_prompts]
     preference_prompts = prompts[n_eval_prompts : n_eval_prompts + n_preference_prompts]
     # SFT demonstrations draw from every prompt except the held-out evaluation ones.

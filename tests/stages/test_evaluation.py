@@ -5,6 +5,7 @@ import pytest
 
 from srft.artifacts import read_json, read_jsonl
 from srft.config import GATE_NAMES, load_config
+from srft.decisions import deploy_decision, judge_iteration
 from srft.outputs import RLOutputs, read_outputs
 from srft.run_dir import STAGE_FOLDERS, RunDir
 from tests.runs import SMALL_WORLD, gate_settings, restore, run_restoring_threads
@@ -29,21 +30,39 @@ def test_stages_5_to_7_finish_the_run_with_a_report(good_run, stages_5_to_7):
     rl = read_json(run.manifest(5))["outputs"]
     assert rl["steps"] == 6
     assert rl["episodes"] == 96
-    assert rl["final_kl_per_token_nats"] >= 0
+    summary = read_json(run.summary)
+    evaluated = {(g["stage"], g["name"]): g for g in summary["gate_evaluations"]}
+    # the gate reads the KL of the policy stage 5 published
+    assert evaluated[5, "kl_divergence"]["value"] == pytest.approx(rl["final_kl_per_token_nats"])
     names = {row["name"] for row in read_jsonl(run.metrics) if row["stage"] == 5}
     assert {"kl_per_token_nats", "entropy_nats", "reward", "judge_score", "policy_loss"} <= names
     table = read_json(run.stage(6) / "iterations.json")["iterations"]
     assert [row["iteration"] for row in table] == [0, 1]
-    assert table[1]["status"] in ("accepted", "converged", "rolled_back")
+    c, it = good_run.config.constraints, good_run.config.iteration
+    verdict, reason = judge_iteration(
+        previous_score=table[0]["score"],
+        score=table[1]["score"],
+        kl_per_token_nats=table[1]["kl_per_token_nats"],
+        entropy_nats=table[1]["entropy_nats"],
+        reward_accuracy_val=table[1]["reward_accuracy_val"],
+        kl_bound_nats=c.kl_target,
+        entropy_band=(c.entropy_min, c.entropy_max),
+        accuracy_target=c.reward_accuracy_target,
+        min_improvement=it.min_improvement,
+    )
+    assert (table[1]["status"], table[1]["reason"]) == (verdict, reason)
+    # iteration 0 is the policy stage 5 published, as stage 5 measured it
+    assert table[0]["kl_per_token_nats"] == pytest.approx(rl["final_kl_per_token_nats"])
     assert (run.stage(6) / "model" / "model.safetensors").is_file()
     evaluation = read_json(run.stage(7) / "evaluation_report.json")
     assert set(evaluation["metrics"]["benchmarks"]) == {"next", "last"}
-    assert 0 <= evaluation["metrics"]["win_rate"] <= 1
+    assert evaluated[7, "win_rate"]["value"] == pytest.approx(evaluation["metrics"]["win_rate"])
     assert "reward_criterion_correlation" in evaluation["interpretability"]
 
-    summary = read_json(run.summary)
     assert set(GATE_NAMES) == set(summary["gates"])
-    assert summary["decision"] in ("deploy", "stop", "rollback")
+    failed = {g["name"] for g in summary["gate_evaluations"] if not g["passed"]}
+    hacking = evaluation["metrics"]["reward_hacking"]
+    assert summary["decision"] == deploy_decision(failed, hacking) == outcome.decision
     report = run.report_md.read_text()
     assert "### Stage 7: Evaluation & Monitoring" in report
     assert "| capability_retention | 7 |" in report

@@ -1,5 +1,6 @@
 import pytest
 
+from srft.errors import ConfigError
 from srft.world.generate import all_list_prompts, generate_world, list_prompt
 from srft.world.judge import (
     CRITERIA_WEIGHTS,
@@ -232,5 +233,6 @@ def test_demonstrations_fall_short_of_the_gold_judge():
 def test_world_too_small_for_the_prompts():
     # 40 users x 4 templates x 4 counts x 6 categories = 3840 distinct list prompts.
     assert len(all_list_prompts()) == 3840
-    with pytest.raises(ValueError, match="3840"):
+    # the user's mistake: a ConfigError naming the keys (exit 2, one line)
+    with pytest.raises(ConfigError, match="n_eval_prompts: 3841 is more than the world's 3840"):
         generate_world(0, n_preference_prompts=3800, n_eval_prompts=41)
