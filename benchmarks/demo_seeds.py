@@ -1,9 +1,10 @@
 """The demo across seeds: wall time, stage reruns and KL rollbacks of `srft demo --seed S`.
 
 Each seed runs in a fresh process into a temporary run directory, one after the other. Per
-seed it prints the wall time, the final status and decision, every stage that was retried, and
-the KL guard's rollbacks of each RL run (stage 5 and each stage-6 iteration, read from
-decisions.jsonl). The last line printed is one JSON object: {"seeds": {seed: {...}},
+seed it prints the wall time, the final status and decision, every stage that was retried, the
+KL guard's rollbacks of each RL run (stage 5 and each stage-6 iteration, read from
+decisions.jsonl), the gates that failed, the reward model's accuracy on the test pairs and the
+share of labels the gold judge disagrees with. The last line printed is one JSON object: {"seeds": {seed: {...}},
 "slowest_over_fastest", "max_rollbacks_per_run", "stage_5_reruns"}.
 
     .venv/bin/python benchmarks/demo_seeds.py [--seeds 0-9]
@@ -46,6 +47,8 @@ def run_seed(seed: int, folder: Path) -> dict:
             run = row["numbers"].get("run", f"stage {row['stage']}")
             rollbacks[f"{run} attempt {row['attempt']}"] += 1
     summary = json.loads((run_dir / "summary.json").read_text())
+    evaluations = summary.get("gate_evaluations", [])
+    stage_4 = {g["name"]: g["value"] for g in evaluations if g["stage"] == 4}
     return {
         "seconds": round(seconds, 1),
         "exit": done.returncode,
@@ -53,6 +56,12 @@ def run_seed(seed: int, folder: Path) -> dict:
         "decision": summary.get("decision"),
         "retried_stages": dict(retried),
         "kl_rollbacks": dict(rollbacks),
+        "failed_gates": [f"{g['stage']}:{g['name']}" for g in evaluations if not g["passed"]],
+        # the gate with the least room in the world: the RM's accuracy on the test pairs
+        "reward_accuracy_test": stage_4.get("reward_accuracy_val"),
+        "label_judge_disagreement": summary.get("metrics", {}).get(
+            "stage2_preferences.label_judge_disagreement"
+        ),
     }
 
 
