@@ -374,8 +374,13 @@ class RLOutputs(StageOutputs):
         None, description="reward_last_steps above reward_first_steps"
     )
 
+    # ---- stage 6 --------------------------------------------------------------------------------
 
-# ---- stage 6 --------------------------------------------------------------------------------
+    def final_measures(self) -> PolicyMeasures:
+        """The final_* numbers, as the KL guard measured them."""
+        return PolicyMeasures(
+            **{name: getattr(self, f"final_{name}") for name in PolicyMeasures.model_fields}
+        )
 
 
 class IterationRow(Record):

@@ -75,16 +75,8 @@ def run(ctx: StageContext) -> StageResult:
         table = [IterationRow(**row) for row in read_json(table_file)["iterations"]]
     if not table:
         rl = ctx.upstream(RLOutputs)
-        start_measures = PolicyMeasures(
-            kl_per_token_nats=rl.final_kl_per_token_nats,
-            kl_per_sequence_nats=rl.final_kl_per_sequence_nats,
-            entropy_nats=rl.final_entropy_nats,
-            reward=rl.final_reward,
-            response_tokens=rl.final_response_tokens,
-            judge_score=rl.final_judge_score,
-        )
         scorer = reward_scorer(config, str(reward.model), load_tokenizer(start_models[0]))
-        start = _numbers(start_measures, scorer.accuracy(held_out))
+        start = _numbers(rl.final_measures(), scorer.accuracy(held_out))
         table.append(IterationRow(iteration=0, status="start", kl_coef=rl.final_kl_coef, **start))
         _write_table(table_file, table)
     for row in table[1:]:  # a resumed run: the pairs of the iterations already done

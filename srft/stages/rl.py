@@ -62,12 +62,7 @@ def run(ctx: StageContext) -> StageResult:
         truncated_prompts=prompts_truncated(
             engine.tokenizer, prompts, config.data.max_prompt_length
         ),
-        final_kl_per_token_nats=final.kl_per_token_nats,
-        final_kl_per_sequence_nats=final.kl_per_sequence_nats,
-        final_entropy_nats=final.entropy_nats,
-        final_reward=final.reward,
-        final_response_tokens=final.response_tokens,
-        final_judge_score=final.judge_score,
+        **{f"final_{name}": value for name, value in final.model_dump().items()},
         **trends,
         reward_improving=(
             trends["reward_last_steps"] > trends["reward_first_steps"] if history else None
