@@ -3,8 +3,8 @@
 Each seed runs in a fresh process into a temporary run directory, one after the other. Per
 seed it prints the wall time, the final status and decision, every stage that was retried, the
 KL guard's rollbacks of each RL run (stage 5 and each stage-6 iteration, read from
-decisions.jsonl), the gates that failed, the reward model's accuracy on the test pairs and the
-share of labels the gold judge disagrees with. The last line printed is one JSON object: {"seeds": {seed: {...}},
+decisions.jsonl), the gates that failed, stage 4's reward accuracy and the share of labels the
+gold judge disagrees with. The last line printed is one JSON object: {"seeds": {seed: {...}},
 "slowest_over_fastest", "max_rollbacks_per_run", "stage_5_reruns"}.
 
     .venv/bin/python benchmarks/demo_seeds.py [--seeds 0-9]
@@ -57,8 +57,8 @@ def run_seed(seed: int, folder: Path) -> dict:
         "retried_stages": dict(retried),
         "kl_rollbacks": dict(rollbacks),
         "failed_gates": [f"{g['stage']}:{g['name']}" for g in evaluations if not g["passed"]],
-        # the gate with the least room in the world: the RM's accuracy on the test pairs
-        "reward_accuracy_test": stage_4.get("reward_accuracy_val"),
+        # the gate with the least room in the world: stage 4's reward accuracy
+        "reward_accuracy_val": stage_4.get("reward_accuracy_val"),
         "label_judge_disagreement": summary.get("metrics", {}).get(
             "stage2_preferences.label_judge_disagreement"
         ),

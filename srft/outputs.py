@@ -352,13 +352,14 @@ class RLOutputs(StageOutputs):
         None, description="reward_last_steps above reward_first_steps"
     )
 
-    # ---- stage 6 --------------------------------------------------------------------------------
-
     def final_measures(self) -> PolicyMeasures:
         """The final_* numbers, as the KL guard measured them."""
         return PolicyMeasures(
             **{name: getattr(self, f"final_{name}") for name in PolicyMeasures.model_fields}
         )
+
+
+# ---- stage 6 --------------------------------------------------------------------------------
 
 
 class IterationRow(Record):
