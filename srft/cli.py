@@ -133,7 +133,7 @@ def demo(
 
 def _run(config_path, stages_text, output_dir, seed, overrides: list[str]) -> None:
     from srft.config import load_config
-    from srft.distributed import barrier, is_main
+    from srft.distributed import is_main, leave
     from srft.launch import check_launch
 
     if seed is not None:
@@ -164,7 +164,7 @@ def _run(config_path, stages_text, output_dir, seed, overrides: list[str]) -> No
             typer.echo(f"decision: {outcome.decision}")
     # The launcher stops every process when one exits with a failure: the others wait until
     # the main one has written its report and said its last line.
-    barrier()
+    leave()
     raise typer.Exit(0 if outcome.status == "passed" else 1)
 
 

@@ -48,6 +48,16 @@ def barrier() -> None:
         dist.barrier()
 
 
+def leave() -> None:
+    """Wait for every process, then take this one out of the process group: a process that
+    exits with the group up can abort at interpreter exit, while gloo's threads still hold
+    tensors."""
+    dist = _group()
+    if dist is not None:
+        barrier()
+        dist.destroy_process_group()
+
+
 def all_sum(values: Sequence[float]) -> list[float]:
     """The element-wise sums of `values` over all processes (float64)."""
     dist = _group()

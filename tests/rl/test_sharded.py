@@ -14,6 +14,7 @@ import torch.multiprocessing as mp
 from transformers import LlamaForCausalLM
 
 from srft.config import ComputeConfig
+from srft.distributed import leave
 from srft.errors import SrftError
 from srft.launch import start_processes
 from srft.models.sharding import full_state_dict
@@ -86,8 +87,10 @@ def _worker(process: int, port: int, layout: str, directory, device: str = "cpu"
             result["resumed_same_responses"] = theirs.responses == ours.responses
             result["resumed_logprob_gap"] = float((theirs.logprobs - ours.logprobs).abs().max())
         torch.save(result, directory / f"result-{process}.pt")
+        leave()  # together, as `srft run`'s processes end
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
