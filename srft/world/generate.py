@@ -3,7 +3,10 @@
 The world is a small instruction-following domain: a user asks for a list of items of a
 category ("kim says : name three fruits please . answer :"). Demonstrations come from an
 imperfect demonstrator (wrong-category items, wrong counts, repeats, missing full stops, filler
-words), so the SFT policy starts measurably below the gold judge's best. Two capability tasks
+words), so the SFT policy starts measurably below the gold judge's best. Its slips are habits,
+as a person's are: a wrong item comes from the category next to the one asked for, a filler
+word closes the reply. A demonstrator that slipped anywhere at random would leave the SFT
+policy's per-token entropy above the entropy gate's band before RL begins. Two capability tasks
 that the reward never targets (the symbol after a symbol, the last symbol of a sequence) measure retention.
 """
 
@@ -15,7 +18,6 @@ from dataclasses import dataclass
 from srft.errors import ConfigError
 from srft.world.lexicon import (
     CATEGORIES,
-    CATEGORY_OF,
     COUNT_WORDS,
     FILLERS,
     LIST_TEMPLATES,
@@ -56,12 +58,14 @@ def all_list_prompts() -> list[str]:
 def demonstration(
     prompt_count: int, category: str, noise: DemonstratorNoise, rng: random.Random
 ) -> str:
-    """One demonstrator response to a list request, with the flaws `noise` draws."""
+    """One demonstrator response to a list request, with the flaws `noise` draws: wrong items
+    from the next category in CATEGORIES' order, a filler word at the end."""
     count = prompt_count
     if rng.random() < noise.wrong_count:
         count = max(1, count + rng.choice((-1, 1)))
     items = rng.sample(CATEGORIES[category], count)
-    others = [w for w in CATEGORY_OF if CATEGORY_OF[w] != category]
+    names = list(CATEGORIES)
+    others = CATEGORIES[names[(names.index(category) + 1) % len(names)]]
     items = [rng.choice(others) if rng.random() < noise.wrong_item else w for w in items]
     if count > 1 and rng.random() < noise.repeat_item:
         items[-1] = items[0]
@@ -71,7 +75,7 @@ def demonstration(
     if rng.random() >= noise.no_full_stop:
         words.append(".")
     if rng.random() < noise.filler:
-        words.insert(rng.randrange(len(words) + 1), rng.choice(FILLERS))
+        words.append(rng.choice(FILLERS))
     return " ".join(words)
 
 

@@ -1,7 +1,15 @@
+import random
+
 import pytest
 
 from srft.errors import ConfigError
-from srft.world.generate import all_list_prompts, generate_world, list_prompt
+from srft.world.generate import (
+    DemonstratorNoise,
+    all_list_prompts,
+    demonstration,
+    generate_world,
+    list_prompt,
+)
 from srft.world.judge import (
     CRITERIA_WEIGHTS,
     gold_criteria,
@@ -10,6 +18,7 @@ from srft.world.judge import (
     noisy_annotator,
     parse_request,
 )
+from srft.world.lexicon import CATEGORIES, CATEGORY_OF, FILLERS
 
 # "kim says : name three fruits please . answer :"
 PROMPT = list_prompt("kim", "name {count} {category} please", 3, "fruits")
@@ -228,6 +237,22 @@ def test_demonstrations_fall_short_of_the_gold_judge():
     assert len(rows) == 200
     mean = sum(gold_score(r["prompt"], r["completion"]) for r in rows) / len(rows)
     assert 0.2 < mean < 0.8  # room for the reward model to learn what is better
+
+
+def test_the_demonstrators_slips_are_habits():
+    # wrong items come from the next category (fruits -> tools), a filler ends the reply
+    noise = DemonstratorNoise(
+        wrong_item=1.0, wrong_count=0.0, repeat_item=0.0, no_full_stop=0.0, filler=1.0
+    )
+    names = list(CATEGORIES)
+    for seed in range(20):
+        words = demonstration(3, "fruits", noise, random.Random(seed)).split()
+        items = [w for w in words if w in CATEGORY_OF]
+        assert len(items) == 3
+        assert {CATEGORY_OF[w] for w in items} == {names[names.index("fruits") + 1]}
+        assert words[-1] in FILLERS and words[-2] == "."
+    last = demonstration(2, names[-1], noise, random.Random(0)).split()
+    assert {CATEGORY_OF[w] for w in last if w in CATEGORY_OF} == {names[0]}  # the order wraps
 
 
 def test_world_too_small_for_the_prompts():
