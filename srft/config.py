@@ -231,6 +231,12 @@ class RLTrainingConfig(Section):
     gamma: float = Field(1.0, ge=0, le=1, description="Discount per token")
     lam: float = Field(0.95, ge=0, le=1, description="GAE lambda")
     vf_coef: float = Field(0.1, ge=0, description="Weight of the value loss")
+    ptx_coef: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of the SFT loss on data.sft_file's demonstrations in each policy "
+        "update (PPO-ptx), which keeps what SFT taught; 0 = off",
+    )
     value_clip_range: float | None = Field(
         0.2, gt=0, description="Clip of the value update (PPO); None = unclipped"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,18 @@ def encode_sft(rows, tokenizer, max_prompt: int, max_response: int) -> list[SFTE
             SFTExample(prompt + completion, [-100] * len(prompt) + completion, truncated)
         )
     return examples
+
+
+def demonstration_splits(
+    path: str | Path, tokenizer, max_prompt: int, max_response: int, seed: int, val_fraction: float
+) -> tuple[list[SFTExample], list[SFTExample]]:
+    """The demonstrations of `path`, encoded and shuffled with `seed`, as (train, val): stage
+    1's split, which RL's SFT loss takes its training share of."""
+    rows = read_prompt_rows(path, ("prompt", "completion"))
+    random.Random(seed).shuffle(rows)
+    n_val = max(1, int(len(rows) * val_fraction))
+    examples = encode_sft(rows, tokenizer, max_prompt, max_response)
+    return examples[n_val:], examples[:n_val]
 
 
 class SFTCollator:

@@ -12,7 +12,9 @@ from accelerate.utils import DistributedDataParallelKwargs
 
 from srft.config import ComputeConfig, SrftConfig
 from srft.data.prompts import evaluation_prompts
+from srft.data.sft import demonstration_splits
 from srft.distributed import rank, world_size
+from srft.errors import SrftError
 from srft.models.loading import (
     load_critic,
     load_policy,
@@ -120,6 +122,18 @@ def build_engine(
         critic_dir = str(start / "critic") if start else reward_dir
         critic = load_critic(critic_dir, tokenizer.pad_token_id)
     fraction = config.rl_training.adaptive_kl_fraction if kl_fraction is None else kl_fraction
+    demonstrations: list = []
+    if config.rl_training.ptx_coef:
+        if not config.data.sft_file:
+            raise SrftError("rl_training.ptx_coef: the SFT loss needs data.sft_file")
+        demonstrations, _ = demonstration_splits(
+            config.data.sft_file,
+            tokenizer,
+            config.data.max_prompt_length,
+            config.data.max_response_length,
+            config.seed,
+            config.data.sft_validation_fraction,
+        )
     engine = RLEngine(
         PolicyWithValue(policy, critic),
         tokenizer,
@@ -131,6 +145,7 @@ def build_engine(
         seed=config.seed + seed_offset,
         reference=reference,
         accelerator=rl_accelerator(config.compute),
+        demonstrations=demonstrations,
     )
     if start is not None:
         if lora is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from torch.distributed.fsdp import register_fsdp_forward_method
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from srft.config import ComputeConfig, DataConfig, RLTrainingConfig
+from srft.data.sft import SFTCollator, SFTExample
 from srft.distributed import all_gather, barrier, is_main, rank, share, world_size
 from srft.errors import SrftError
 from srft.models.lora import is_lora, load_adapter_weights, save_merged
@@ -89,8 +91,12 @@ class RLEngine:
         seed: int,
         reference: PreTrainedModel | None = None,
         accelerator: Accelerator | None = None,
+        demonstrations: Sequence[SFTExample] = (),
     ) -> None:
         self.rl = rl
+        self.demonstrations = list(demonstrations)
+        if rl.ptx_coef and not self.demonstrations:
+            raise SrftError("rl_training.ptx_coef: the SFT loss needs demonstrations")
         self.kl_aim_nats = kl_aim_nats
         self.max_prompt_length = data.max_prompt_length
         self.max_new_tokens = data.max_response_length
@@ -303,6 +309,9 @@ class RLEngine:
             loss = policy.loss + rl.vf_coef * value_loss
             if rl.entropy_bonus:
                 loss = loss - rl.entropy_bonus * masked_mean(entropy(logits), mask)
+            ptx = self._sft_loss(len(idx)) if rl.ptx_coef else None
+            if ptx is not None:
+                loss = loss + rl.ptx_coef * ptx
             if self.deepspeed:
                 self._deepspeed_backward(loss, sync)
             else:
@@ -312,13 +321,36 @@ class RLEngine:
                 self.accelerator.clip_grad_norm_(self.model.parameters(), rl.max_grad_norm)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-        return {
+        stats = {
             "policy_loss": policy.loss.item(),
             "value_loss": value_loss.item(),
             "clip_fraction": policy.clip_fraction,
             "approx_kl": policy.approx_kl,
             "value_clip_fraction": value_clip_fraction,
         }
+        if ptx is not None:
+            stats["ptx_loss"] = ptx.item()
+        return stats
+
+    def _sft_loss(self, size: int) -> torch.Tensor:
+        """The policy's mean next-token loss on the completions of `size` demonstrations drawn
+        at random (this process's sampler), right-padded."""
+        device = self.generator.device
+        drawn = torch.randint(
+            len(self.demonstrations), (size,), generator=self.generator, device=device
+        )
+        batch = SFTCollator(self.tokenizer.pad_token_id)(
+            [self.demonstrations[i] for i in drawn.tolist()]
+        )
+        ids, mask = (
+            batch["input_ids"].to(self.accelerator.device),
+            batch["attention_mask"].to(self.accelerator.device),
+        )
+        logits, _ = self.model(ids, mask, position_ids(mask), ids.shape[1])
+        labels = batch["labels"].to(logits.device)[:, 1:]
+        return torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100
+        )
 
     def _deepspeed_backward(self, loss: torch.Tensor, sync: bool) -> None:
         """DeepSpeed's backward (the loss divided by the accumulation steps) and, at the end of

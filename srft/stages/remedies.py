@@ -56,4 +56,4 @@ def after_rl(config: SrftConfig, gates: list[Gate], attempt: int) -> Adjustment 
 
 
 def after_evaluation(config: SrftConfig, gates: list[Gate], attempt: int) -> Adjustment | None:
-    return adjust_evaluation(blocking(gates), learning_rate=config.rl_training.learning_rate)
+    return adjust_evaluation(blocking(gates), ptx_coef=config.rl_training.ptx_coef)

@@ -4,11 +4,10 @@ baseline capability scores that stage 7 compares against."""
 from __future__ import annotations
 
 import math
-import random
 
 from transformers import Trainer
 
-from srft.data.sft import SFTCollator, encode_sft, read_prompt_rows
+from srft.data.sft import SFTCollator, demonstration_splits
 from srft.distributed import is_main
 from srft.errors import SrftError
 from srft.evaluation.benchmarks import run_benchmarks
@@ -37,13 +36,14 @@ def run(ctx: StageContext) -> StageResult:
         raise SrftError(
             "data.sft_file: stage 1 needs SFT demonstrations (JSONL {prompt, completion})"
         )
-    rows = read_prompt_rows(config.data.sft_file, ("prompt", "completion"))
-    random.Random(config.seed).shuffle(rows)
-    n_val = max(1, int(len(rows) * config.data.sft_validation_fraction))
-    examples = encode_sft(
-        rows, tokenizer, config.data.max_prompt_length, config.data.max_response_length
+    train, val = demonstration_splits(
+        config.data.sft_file,
+        tokenizer,
+        config.data.max_prompt_length,
+        config.data.max_response_length,
+        config.seed,
+        config.data.sft_validation_fraction,
     )
-    val, train = examples[:n_val], examples[n_val:]
 
     trainer = ready(
         Trainer(
@@ -90,7 +90,7 @@ def run(ctx: StageContext) -> StageResult:
         val_examples=len(val),
         val_loss=val_loss,
         val_perplexity=math.exp(val_loss),
-        truncated_examples=sum(example.truncated for example in examples),
+        truncated_examples=sum(example.truncated for example in [*train, *val]),
         baseline=baseline,
     )
     return StageResult(outputs)

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from srft.config import ComputeConfig, DataConfig, RLTrainingConfig
+from srft.data.sft import SFTCollator, encode_sft
+from srft.errors import SrftError
 from srft.rl.engine import RLEngine
 from srft.rl.measure import measure_policy
 from srft.rl.policy import PolicyWithValue
@@ -38,6 +40,8 @@ def make_engine(
     shared: bool = True,
     seed: int = 0,
     gradient_checkpointing: bool = False,
+    demonstrations=(),
+    **settings,
 ):
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
@@ -55,6 +59,7 @@ def make_engine(
         batch_size=32,
         mini_batch_size=16,
         ppo_epochs=4 if algorithm == "PPO" else 1,
+        **settings,
     )
     return RLEngine(
         PolicyWithValue(policy, critic),
@@ -66,6 +71,7 @@ def make_engine(
         kl_aim_nats=0.05,
         seed=seed,
         reference=copy.deepcopy(policy),
+        demonstrations=demonstrations,
     )
 
 
@@ -79,6 +85,37 @@ def test_rl_raises_a_fixed_reward(algorithm, shared):
     rewards = [engine.step(prompts)[1]["reward"] for _ in range(25)]
     first, last = statistics.fmean(rewards[:3]), statistics.fmean(rewards[-3:])
     assert last > first + 0.2, (first, last)
+
+
+def _demonstration_loss(engine, demonstrations) -> float:
+    batch = SFTCollator(engine.tokenizer.pad_token_id)(demonstrations)
+    with torch.no_grad():
+        out = engine.unwrapped.policy(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=batch["labels"],
+        )
+    return float(out.loss)
+
+
+def test_the_sft_loss_keeps_the_policy_on_its_demonstrations():
+    torch.set_num_threads(1)
+    tokenizer = build_tokenizer()
+    rows = [{"prompt": p, "completion": "the ."} for p in PROMPTS]
+    demonstrations = encode_sft(rows, tokenizer, LENGTHS.max_prompt_length, 4)
+    losses = {}
+    for coef in (0.0, 1.0):
+        engine = make_engine("PPO", 3e-3, demonstrations=demonstrations, ptx_coef=coef)
+        before = _demonstration_loss(engine, demonstrations)
+        stats = [engine.step(PROMPTS * 8)[1] for _ in range(5)]
+        losses[coef] = (before, _demonstration_loss(engine, demonstrations))
+        assert ("ptx_loss" in stats[-1]) == bool(coef)
+    # the same start; RL alone leaves the demonstrations unlearnt, the SFT loss learns them
+    assert losses[0.0][0] == losses[1.0][0]
+    assert losses[1.0][1] < losses[1.0][0] - 1.0
+    assert losses[1.0][1] < losses[0.0][1] - 1.0
+    with pytest.raises(SrftError, match="rl_training.ptx_coef"):
+        make_engine("PPO", 3e-3, ptx_coef=1.0)
 
 
 @pytest.mark.parametrize("shared", [True, False])
