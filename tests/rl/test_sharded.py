@@ -1,7 +1,7 @@
 """The engine with its model sharded over two CPU processes (gloo), by FSDP or DeepSpeed's ZeRO-2
 and ZeRO-3, against the same engine under ddp: the same samples from the same weights, the same
-update, and a checkpoint that holds the whole model and resumes the sharded engine (FSDP's also
-a one-process one; DeepSpeed's is refused there, saying why)."""
+update (the SFT loss mixed in), and a checkpoint that holds the whole model and resumes the
+sharded engine (FSDP's also a one-process one; DeepSpeed's is refused there, saying why)."""
 
 import copy
 import os
@@ -14,12 +14,14 @@ import torch.multiprocessing as mp
 from transformers import LlamaForCausalLM
 
 from srft.config import ComputeConfig
+from srft.data.sft import SFTExample, encode_sft
 from srft.distributed import leave
 from srft.errors import SrftError
 from srft.launch import start_processes
 from srft.models.sharding import full_state_dict
 from srft.rl.engine import RLEngine
 from srft.rl.policy import PolicyWithValue
+from srft.world.tokenizer import build_tokenizer
 from tests.rl.test_engine import LENGTHS, PROMPTS, fruit_share, make_engine
 
 STEP = PROMPTS * 8  # the global batch of 32 prompts
@@ -31,6 +33,11 @@ LAYOUTS = {
     "zero2": {"strategy": "deepspeed", "zero_stage": 2},
     "zero3": {"strategy": "deepspeed", "zero_stage": 3},
 }
+
+
+def demonstrations() -> list[SFTExample]:
+    rows = [{"prompt": p, "completion": "apple ."} for p in PROMPTS[:2]]
+    return encode_sft(rows, build_tokenizer(), LENGTHS.max_prompt_length, 4)
 
 
 def _free_port() -> int:
@@ -53,6 +60,7 @@ def resumed_engine(checkpoint, like: RLEngine) -> RLEngine:
         kl_aim_nats=like.kl_aim_nats,
         seed=1,  # another sampler: the checkpoint's comes back
         reference=copy.deepcopy(like.reference),
+        demonstrations=like.demonstrations,
     )
     engine.load_state(checkpoint)
     return engine
@@ -71,7 +79,10 @@ def _worker(process: int, port: int, layout: str, directory, device: str = "cpu"
     compute = ComputeConfig(num_devices=2, device=device, **LAYOUTS[layout])
     start_processes(compute, on_cpu=device == "cpu")
     try:
-        engine = make_engine("PPO", learning_rate=3e-3)
+        # with the SFT loss mixed in: a second forward of the wrapped model before the backward
+        engine = make_engine(
+            "PPO", learning_rate=3e-3, demonstrations=demonstrations(), ptx_coef=0.5
+        )
         first, _ = engine.step(STEP)
         checkpoint = directory / "checkpoint"
         engine.save(checkpoint)
