@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from srft.config import SrftConfig
 from srft.errors import DataError
 
 
@@ -106,14 +107,16 @@ def encode_sft(rows, tokenizer, max_prompt: int, max_response: int) -> list[SFTE
 
 
 def demonstration_splits(
-    path: str | Path, tokenizer, max_prompt: int, max_response: int, seed: int, val_fraction: float
+    config: SrftConfig, tokenizer
 ) -> tuple[list[SFTExample], list[SFTExample]]:
-    """The demonstrations of `path`, encoded and shuffled with `seed`, as (train, val): stage
-    1's split, which RL's SFT loss takes its training share of."""
-    rows = read_prompt_rows(path, ("prompt", "completion"))
-    random.Random(seed).shuffle(rows)
-    n_val = max(1, int(len(rows) * val_fraction))
-    examples = encode_sft(rows, tokenizer, max_prompt, max_response)
+    """`data.sft_file`'s demonstrations, encoded to the data section's lengths and shuffled
+    with the run's seed, as (train, val): stage 1's split, whose training share RL's SFT loss
+    takes."""
+    data = config.data
+    rows = read_prompt_rows(data.sft_file, ("prompt", "completion"))
+    random.Random(config.seed).shuffle(rows)
+    n_val = max(1, int(len(rows) * data.sft_validation_fraction))
+    examples = encode_sft(rows, tokenizer, data.max_prompt_length, data.max_response_length)
     return examples[n_val:], examples[:n_val]
 
 

@@ -126,14 +126,7 @@ def build_engine(
     if config.rl_training.ptx_coef:
         if not config.data.sft_file:
             raise SrftError("rl_training.ptx_coef: the SFT loss needs data.sft_file")
-        demonstrations, _ = demonstration_splits(
-            config.data.sft_file,
-            tokenizer,
-            config.data.max_prompt_length,
-            config.data.max_response_length,
-            config.seed,
-            config.data.sft_validation_fraction,
-        )
+        demonstrations, _ = demonstration_splits(config, tokenizer)
     engine = RLEngine(
         PolicyWithValue(policy, critic),
         tokenizer,

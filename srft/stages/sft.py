@@ -36,14 +36,7 @@ def run(ctx: StageContext) -> StageResult:
         raise SrftError(
             "data.sft_file: stage 1 needs SFT demonstrations (JSONL {prompt, completion})"
         )
-    train, val = demonstration_splits(
-        config.data.sft_file,
-        tokenizer,
-        config.data.max_prompt_length,
-        config.data.max_response_length,
-        config.seed,
-        config.data.sft_validation_fraction,
-    )
+    train, val = demonstration_splits(config, tokenizer)
 
     trainer = ready(
         Trainer(
