@@ -565,6 +565,10 @@ class SrftConfig(Section):
                 "compute.zero_stage: 3 partitions the weights, and model.lora merges its adapter "
                 "into whole ones; with lora, use zero_stage: 2 or ddp"
             )
+        if self.rl_training.ptx_coef and not (self.data.sft_file or self.uses_world):
+            raise ValueError(
+                "rl_training.ptx_coef: the SFT loss trains on demonstrations; set data.sft_file"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:

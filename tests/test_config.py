@@ -198,6 +198,17 @@ def test_fsdp_with_lora(tmp_path):
     )
 
 
+def test_the_sft_loss_without_demonstrations(tmp_path):
+    text = "model:\n  base_model: some/model\nrl_training:\n  ptx_coef: 0.5\n"
+    assert fault(write(tmp_path, text)).endswith(
+        "rl_training.ptx_coef: the SFT loss trains on demonstrations; set data.sft_file"
+    )
+    # the embedded world brings its own
+    assert (
+        load_config(write(tmp_path, "rl_training:\n  ptx_coef: 0.5\n")).rl_training.ptx_coef == 0.5
+    )
+
+
 @pytest.mark.parametrize("tracker", ["tensorboard", "wandb", "mlflow"])
 def test_a_tracker_whose_package_is_missing_is_refused_with_the_install_command(
     monkeypatch, tracker
