@@ -42,6 +42,8 @@ MEAN_REWARD_TOLERANCE = 0.2  # mean over the steps of the batch's mean RM score 
 MEAN_KL_TOLERANCE = 0.02  # mean over the steps of the per-token KL, nats
 STEP_KL_TOLERANCE = 0.03  # at every logged step
 WIN_RATE_TOLERANCE = 0.1  # the whole runs' win rates
+# Between sharded layouts and ddp from the same models: the share of clipped tokens of a step
+CLIP_SHARE_TOLERANCE = 0.005
 
 
 def srft_run(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -280,7 +282,12 @@ def test_sharding_trains_the_reward_model_and_the_policy_as_ddp_does(strategies,
         ours, theirs = _stage_rows(sharded, stage), _stage_rows(ddp, stage)
         assert set(ours) == set(theirs) and ours
         for key, value in theirs.items():
-            assert ours[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+            if "clip_fraction" in key[0]:
+                # a share of tokens: one whose ratio sits on the clip's edge may fall either
+                # side of it under another order of summation
+                assert ours[key] == pytest.approx(value, abs=CLIP_SHARE_TOLERANCE), key
+            else:
+                assert ours[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
 
 
 @pytest.mark.slow
