@@ -168,13 +168,18 @@ def adjust_rl(
 PTX_COEF = 1.0
 
 
-def adjust_evaluation(failed: set[str], *, ptx_coef: float) -> Adjustment | None:
+def adjust_evaluation(
+    failed: set[str], *, ptx_coef: float, has_demonstrations: bool, learning_rate: float
+) -> Adjustment | None:
     """After stage 7. Capability retention short: roll back and rerun RL with the SFT loss on
     the demonstrations mixed into each update (`PTX_COEF`, or twice the weight already set),
-    which holds the policy to what SFT taught where the reward does not look. Other failures
-    have no automatic remedy."""
+    which holds the policy to what SFT taught where the reward does not look; without
+    demonstrations, with half the learning rate. Other failures have no automatic remedy."""
     if "capability_retention" not in failed:
         return None
+    if not has_demonstrations:
+        changes = {"rl_training.learning_rate": learning_rate / 2}
+        return Adjustment(changes, "retention short: rerun RL with half the learning rate", 5)
     coef = ptx_coef * 2 if ptx_coef else PTX_COEF
     changes = {"rl_training.ptx_coef": coef}
     return Adjustment(changes, f"retention short: rerun RL with the SFT loss, weight {coef:g}", 5)

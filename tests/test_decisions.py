@@ -151,18 +151,31 @@ def test_rl_entropy_outside_the_band_moves_reward_scale_and_bonus_opposite_ways(
     assert high == {"rl_training.reward_scale": 2.0, "rl_training.entropy_bonus": 0.005}
 
 
+RETENTION = {"ptx_coef": 0.0, "has_demonstrations": True, "learning_rate": 1e-5}
+
+
 def test_no_failed_gate_needs_no_adjustment():
     assert adjust_rl(set(), **rl_settings(entropy_nats=1.0)) is None
-    assert adjust_evaluation({"win_rate"}, ptx_coef=0.0) is None
+    assert adjust_evaluation(**RETENTION, failed={"win_rate"}) is None
 
 
 def test_retention_short_reruns_rl_with_the_sft_loss_then_twice_its_weight():
-    first = adjust_evaluation({"capability_retention"}, ptx_coef=0.0)
+    first = adjust_evaluation({"capability_retention"}, **RETENTION)
     assert first.rerun_from == 5
     assert first.changes == {"rl_training.ptx_coef": 1.0}
-    again = adjust_evaluation({"capability_retention", "win_rate"}, ptx_coef=1.0)
+    again = adjust_evaluation(
+        {"capability_retention", "win_rate"}, **{**RETENTION, "ptx_coef": 1.0}
+    )
     assert again.changes == {"rl_training.ptx_coef": 2.0}
     assert again.reason == "retention short: rerun RL with the SFT loss, weight 2"
+
+
+def test_retention_short_without_demonstrations_halves_the_learning_rate():
+    found = adjust_evaluation(
+        {"capability_retention"}, **{**RETENTION, "has_demonstrations": False}
+    )
+    assert found.rerun_from == 5
+    assert found.changes == {"rl_training.learning_rate": 5e-6}
 
 
 def iteration(score, kl=0.05, entropy=1.0, accuracy=0.8):

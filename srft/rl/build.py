@@ -14,7 +14,6 @@ from srft.config import ComputeConfig, SrftConfig
 from srft.data.prompts import evaluation_prompts
 from srft.data.sft import demonstration_splits
 from srft.distributed import rank, world_size
-from srft.errors import SrftError
 from srft.models.loading import (
     load_critic,
     load_policy,
@@ -123,9 +122,7 @@ def build_engine(
         critic = load_critic(critic_dir, tokenizer.pad_token_id)
     fraction = config.rl_training.adaptive_kl_fraction if kl_fraction is None else kl_fraction
     demonstrations: list = []
-    if config.rl_training.ptx_coef:
-        if not config.data.sft_file:
-            raise SrftError("rl_training.ptx_coef: the SFT loss needs data.sft_file")
+    if config.rl_training.ptx_coef:  # the config refuses it without data.sft_file
         demonstrations, _ = demonstration_splits(config, tokenizer)
     engine = RLEngine(
         PolicyWithValue(policy, critic),

@@ -56,4 +56,10 @@ def after_rl(config: SrftConfig, gates: list[Gate], attempt: int) -> Adjustment 
 
 
 def after_evaluation(config: SrftConfig, gates: list[Gate], attempt: int) -> Adjustment | None:
-    return adjust_evaluation(blocking(gates), ptx_coef=config.rl_training.ptx_coef)
+    rl = config.rl_training
+    return adjust_evaluation(
+        blocking(gates),
+        ptx_coef=rl.ptx_coef,
+        has_demonstrations=bool(config.data.sft_file),
+        learning_rate=rl.learning_rate,
+    )

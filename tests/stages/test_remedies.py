@@ -195,16 +195,21 @@ def test_warned_or_passed_rl_gates_need_no_remedy():
 # --- after stage 7 -----------------------------------------------------------------------------
 
 
-def test_retention_short_after_stage_7_reruns_rl_with_the_sft_loss():
+def test_retention_short_after_stage_7_reruns_rl_with_the_sft_loss(tmp_path):
     failed = [
         Gate("capability_retention", 0.9, 0.95, ">=", 7),
         Gate("win_rate", 0.4, 0.5, ">", 7),
     ]
-    adjustment = after_evaluation(config(), failed, 0)
+    sft = tmp_path / "sft.jsonl"
+    sft.write_text('{"prompt": "p", "completion": "c"}\n')
+    adjustment = after_evaluation(config(f"data.sft_file={sft}"), failed, 0)
     assert adjustment.changes == {"rl_training.ptx_coef": 1.0}  # off, so PTX_COEF
     assert adjustment.rerun_from == 5
-    again = after_evaluation(config("rl_training.ptx_coef=0.75"), failed, 1)
+    again = after_evaluation(config(f"data.sft_file={sft}", "rl_training.ptx_coef=0.75"), failed, 1)
     assert again.changes == {"rl_training.ptx_coef": 1.5}  # 0.75 x 2
+    # no demonstrations to learn from (an SFT checkpoint given instead): half the learning rate
+    bare = after_evaluation(config("rl_training.learning_rate=0.00001"), failed, 0)
+    assert bare.changes == {"rl_training.learning_rate": 0.000005}  # 0.00001 / 2
 
 
 def test_other_stage_7_failures_have_no_remedy():
