@@ -91,7 +91,9 @@ class DataConfig(Section):
         description="Preference pairs (JSONL) to import instead of generating them in stage 2",
     )
     validation_file: str | None = Field(
-        None, description="Validation pairs (JSONL); without it 20% of the pairs are held out"
+        None,
+        description="Validation pairs (JSONL) for epoch selection; without it "
+        "data.validation_fraction of the prompts are held out",
     )
     max_prompt_length: int = Field(32, ge=1, description="Prompt tokens kept (left-truncated)")
     max_response_length: int = Field(24, ge=1, description="Response tokens generated or kept")
@@ -106,7 +108,9 @@ class DataConfig(Section):
         None, description="Held-out prompts for the win rate, JSONL rows {prompt}"
     )
     test_file: str | None = Field(
-        None, description="Held-out test pairs (JSONL), also checked for contamination"
+        None,
+        description="Test pairs (JSONL, parquet or a Hub id) for stages 4 and 7, checked for "
+        "contamination; without it, data.test_fraction of the pairs are held out",
     )
     score_scale: tuple[float, float] = Field(
         (0.0, 1.0), description="[min, max] of score_chosen/score_rejected in pair files"
@@ -120,7 +124,18 @@ class DataConfig(Section):
     )
     decontamination_ngram: int = Field(13, ge=8, description="n of the contamination n-grams")
     validation_fraction: float = Field(
-        0.2, gt=0.0, lt=1.0, description="Share of pairs held out for validation"
+        0.2,
+        gt=0.0,
+        lt=1.0,
+        description="Share of the prompts whose pairs are held out for epoch selection, "
+        "without data.validation_file",
+    )
+    test_fraction: float = Field(
+        0.1,
+        gt=0.0,
+        lt=1.0,
+        description="Share of the prompts whose pairs are held out as the test set, without "
+        "data.test_file: never trained on nor selected on, measured by stages 4 and 7",
     )
     sft_validation_fraction: float = Field(
         0.1, gt=0.0, lt=1.0, description="Share of SFT data held out for perplexity"
@@ -131,6 +146,16 @@ class DataConfig(Section):
         low, high = self.score_scale
         if not low < high:
             raise ValueError(f"score_scale: [{low}, {high}] must have min < max")
+        return self
+
+    @model_validator(mode="after")
+    def _room_to_train(self) -> DataConfig:
+        held_out = self.validation_fraction + self.test_fraction
+        if held_out >= 1:
+            raise ValueError(
+                f"test_fraction: {self.test_fraction} with validation_fraction "
+                f"{self.validation_fraction} leaves nothing to train on (their sum must be under 1)"
+            )
         return self
 
 

@@ -144,7 +144,12 @@ class PreferenceOutputs(StageOutputs):
         Path("pairs_train.jsonl"), description="pairs the reward model trains on (JSONL)"
     )
     val_pairs_file: Path = Field(
-        Path("pairs_val.jsonl"), description="pairs for epoch selection and validation (JSONL)"
+        Path("pairs_val.jsonl"), description="pairs for the reward model's epoch selection (JSONL)"
+    )
+    test_pairs_file: Path = Field(
+        Path("pairs_test.jsonl"),
+        description="the test pairs, never trained or selected on: stages 4, 6 and 7 measure the "
+        "reward model on them (JSONL)",
     )
     candidates_file: Path | None = Field(
         Path("candidates.jsonl"),
@@ -159,9 +164,15 @@ class PreferenceOutputs(StageOutputs):
     source: Literal["file", "generated"] = Field(
         description="pairs imported from data.train_file, or sampled and annotated"
     )
-    pairs: int = Field(description="pairs kept, train and validation")
+    pairs: int = Field(
+        description="pairs kept, train, validation and test (but data.test_file's pairs)"
+    )
     pairs_train: int = Field(description="pairs in train_pairs_file")
     pairs_val: int = Field(description="pairs in val_pairs_file")
+    pairs_test: int = Field(description="pairs in test_pairs_file")
+    test_source: Literal["split", "file"] = Field(
+        description="the test pairs: held out by prompt (data.test_fraction), or data.test_file"
+    )
     unique_prompts: int = Field(description="distinct prompts among the pairs")
     preference_gap: float | None = Field(
         description="mean of s(chosen) - s(rejected), s the annotator's score in [0, 1]; "
@@ -258,6 +269,12 @@ class LengthBias(Record):
     rm_prefers_longer: float | None
 
 
+class SubsetAccuracy(Record):
+    pairs: int
+    accuracy: float
+    longer_reply_accuracy: float
+
+
 class FailureMode(Record):
     prompt: str
     chosen: str
@@ -272,27 +289,27 @@ class RewardValidationOutputs(StageOutputs):
         Path("validation_report.json"), description="its numbers, probes and gates"
     )
     held_out_pairs: int = Field(
-        description="pairs measured: stage 2's validation pairs, or data.test_file"
+        description="test pairs measured (stage 2's test_pairs_file), never trained or selected on"
     )
     reward_accuracy_train: float = Field(description="reward accuracy on the training pairs")
-    reward_accuracy_val: float = Field(description="reward accuracy on the held-out pairs")
+    reward_accuracy_val: float = Field(description="reward accuracy on the test pairs")
     strict_accuracy_val: float | None = Field(
-        None, description="held out: fraction with r(chosen) > r(rejected), ties as misses"
+        None, description="test pairs: fraction with r(chosen) > r(rejected), ties as misses"
     )
     tie_rate_val: float | None = Field(
-        None, description="held out: fraction with r(chosen) == r(rejected)"
+        None, description="test pairs: fraction with r(chosen) == r(rejected)"
     )
     longer_reply_accuracy_val: float | None = Field(
-        None, description="held out: reward accuracy of 'the longer reply wins' (words)"
+        None, description="test pairs: reward accuracy of 'the longer reply wins' (words)"
     )
     accuracy_over_length_baseline: float | None = Field(
         None, description="reward_accuracy_val - longer_reply_accuracy_val"
     )
     train_val_gap: float = Field(description="reward_accuracy_train - reward_accuracy_val")
-    mean_margin_val: float = Field(description="mean of r(chosen) - r(rejected), held out")
+    mean_margin_val: float = Field(description="mean of r(chosen) - r(rejected), test pairs")
     truncated_pairs: int | None = Field(
         None,
-        description="held-out pairs that lost tokens to the length limits or the model's "
+        description="test pairs that lost tokens to the length limits or the model's "
         "positions when scored",
     )
     reward_accuracy_judge: float | None = Field(
@@ -313,6 +330,11 @@ class RewardValidationOutputs(StageOutputs):
     original_mean_reward: float = Field(description="the chosen responses' mean reward")
     length_bias: LengthBias = Field(description="the length-bias probe")
     failure_modes: list[FailureMode] = Field(description="the most negative margins")
+    accuracy_per_subset: dict[str, SubsetAccuracy] | None = Field(
+        None,
+        description="test pairs that carry a subset field: pairs, reward accuracy and the "
+        "longer-reply baseline per subset",
+    )
 
 
 # ---- stage 5 --------------------------------------------------------------------------------
@@ -459,7 +481,7 @@ class EvaluationOutputs(StageOutputs):
     )
     final_kl_per_sequence_nats: float = Field(description="the same, summed per response")
     reward_accuracy_val: float = Field(
-        description="the final reward model's accuracy on stage 2's validation pairs"
+        description="the final reward model's accuracy on stage 2's test pairs"
     )
     reward_gain: float = Field(description="final minus SFT mean reward")
     judge_gain: float | None = Field(description="final minus SFT mean judge score")

@@ -271,8 +271,14 @@ def _stage2(o: PreferenceOutputs, e: Evidence) -> list[str]:
         _gate_box(e.gates, "pair_count", "Pair count"),
         _gate_box(e.gates, "decontamination", "Decontamination score"),
         _box(
-            o.pairs_train > 0 and o.pairs_val > 0,
-            f"Data splits created: {o.pairs_train} train / {o.pairs_val} validation",
+            o.pairs_train > 0 and o.pairs_val > 0 and o.pairs_test > 0,
+            f"Data splits created: {o.pairs_train} train / {o.pairs_val} validation / "
+            f"{o.pairs_test} test",
+        ),
+        _box(
+            o.pairs_test > 0,
+            f"Held-out test set prepared: {o.pairs_test} pairs, "
+            + ("prompts disjoint from training" if o.test_source == "split" else "data.test_file"),
         ),
         _box(
             o.label_judge_disagreement is not None,
@@ -306,8 +312,11 @@ def _stage3(o: RewardOutputs, e: Evidence) -> list[str]:
 def _stage4(o: RewardValidationOutputs, e: Evidence) -> list[str]:
     margin = o.accuracy_over_length_baseline
     return [
-        _box(o.held_out_pairs > 0, f"Held-out set: {o.held_out_pairs} pairs"),
-        _gate_box(e.gates, "reward_accuracy_val", "Validation accuracy"),
+        _box(
+            o.held_out_pairs > 0,
+            f"Test set: {o.held_out_pairs} pairs, never trained or selected on",
+        ),
+        _gate_box(e.gates, "reward_accuracy_val", "Reward model scores on test set"),
         _gate_box(e.gates, "train_val_gap", "Train/val gap"),
         _box(
             None if margin is None else margin > 0,

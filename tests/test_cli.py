@@ -110,7 +110,7 @@ def test_evaluate_rm_prints_one_json_object(good_run):
 
     restore(good_run)
     run = good_run.run
-    pairs = str(run.stage(2) / "pairs_val.jsonl")
+    pairs = str(run.stage(2) / "pairs_test.jsonl")
     result = CliRunner().invoke(
         app,
         [
@@ -135,9 +135,11 @@ def test_evaluate_rm_prints_one_json_object(good_run):
         "accuracy_over_length_baseline",
         "length_correlation",
         "rm_prefers_longer",
+        "accuracy_per_subset",
     ]
+    assert found["accuracy_per_subset"] is None  # the world's pairs name no subset
     stage4 = read_json(run.manifest(4))["outputs"]
-    # on the held-out pairs, srft evaluate-rm measures what stage 4 measured
+    # on the test pairs, srft evaluate-rm measures what stage 4 measured
     assert found["accuracy"] == pytest.approx(stage4["reward_accuracy_val"])
     assert found["strict_accuracy"] == pytest.approx(stage4["strict_accuracy_val"])
     assert found["longer_reply_accuracy"] == pytest.approx(stage4["longer_reply_accuracy_val"])

@@ -180,6 +180,14 @@ def test_equal_entropy_bounds_are_an_empty_band(tmp_path):
     assert "constraints.entropy_min" in fault(path)
 
 
+def test_held_out_shares_that_leave_nothing_to_train_on(tmp_path):
+    path = write(tmp_path, "data:\n  validation_fraction: 0.5\n  test_fraction: 0.5\n")
+    assert fault(path) == (
+        f"{path}: data.test_fraction: 0.5 with validation_fraction 0.5 leaves nothing to train "
+        "on (their sum must be under 1)"
+    )
+
+
 def test_mini_batch_larger_than_batch(tmp_path):
     path = write(tmp_path, "rl_training:\n  batch_size: 8\n  mini_batch_size: 16\n")
     assert fault(path) == (f"{path}: rl_training.mini_batch_size: 16 is larger than batch_size 8")

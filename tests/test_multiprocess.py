@@ -130,7 +130,7 @@ def test_two_processes_do_the_same_global_work(world_runs, same_upstream):
 
 @pytest.mark.slow
 def test_stage_2_pairs_do_not_depend_on_the_number_of_processes(world_runs, same_upstream):
-    for name in ("pairs_train.jsonl", "pairs_val.jsonl"):
+    for name in ("pairs_train.jsonl", "pairs_val.jsonl", "pairs_test.jsonl"):
         ours = same_upstream / "stage2_preferences" / name
         theirs = world_runs[1] / "stage2_preferences" / name
         assert ours.read_bytes() == theirs.read_bytes(), name

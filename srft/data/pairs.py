@@ -1,7 +1,8 @@
 """Reading and writing preference-pair files.
 
 One JSON object per line: `{"prompt": str, "chosen": str, "rejected": str}`, optionally with
-numeric `score_chosen` and `score_rejected` (both or neither, on the annotator's scale). Other
+numeric `score_chosen` and `score_rejected` (both or neither, on the annotator's scale) and a
+string `subset` (the part of a dataset the pair comes from: accuracy is reported per subset). Other
 keys are ignored and blank lines are skipped. A UTF-8 byte-order mark and CRLF line endings are
 accepted. Parquet files and `datasets` Hub ids are read too.
 
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+import random
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,9 +51,11 @@ class PreferencePair:
     rejected: str
     score_chosen: float | None = None
     score_rejected: float | None = None
+    #: the part of a dataset the pair comes from (a `subset` field), for accuracy per subset
+    subset: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON Lines row for this pair; scores that are None are left out."""
+        """The JSON Lines row for this pair; scores and subset that are None are left out."""
         row: dict[str, Any] = {
             "prompt": self.prompt,
             "chosen": self.chosen,
@@ -61,6 +65,8 @@ class PreferencePair:
             row["score_chosen"] = self.score_chosen
         if self.score_rejected is not None:
             row["score_rejected"] = self.score_rejected
+        if self.subset is not None:
+            row["subset"] = self.subset
         return row
 
 
@@ -135,6 +141,34 @@ def write_pairs(path: str | Path, pairs: Iterable[PreferencePair]) -> Path:
     return atomic_write_jsonl(path, (pair.to_dict() for pair in pairs))
 
 
+def split_by_prompt(
+    pairs: Sequence[PreferencePair], fractions: Sequence[float], seed: int
+) -> list[list[PreferencePair]]:
+    """`pairs` cut into `len(fractions) + 1` parts by prompt: part i holds the pairs of
+    `round(fraction_i x prompts)` prompts (at least one), drawn at random with `seed`, and the
+    last part the rest. All the pairs of a prompt land in one part, so no part holds another's
+    prompts. Raises `DataError` when too few prompts are left for the last part."""
+    by_prompt: dict[str, list[PreferencePair]] = {}
+    for pair in pairs:
+        by_prompt.setdefault(pair.prompt, []).append(pair)
+    prompts = list(by_prompt)
+    random.Random(seed).shuffle(prompts)
+    counts = [max(1, round(len(prompts) * fraction)) for fraction in fractions]
+    if sum(counts) >= len(prompts):
+        raise DataError(
+            f"{len(prompts)} distinct prompts are too few to hold out {sum(counts)} of them and "
+            "train on the rest: give more pairs or lower data.validation_fraction and "
+            "data.test_fraction"
+        )
+    parts, start = [], 0
+    for count in [*counts, len(prompts) - sum(counts)]:
+        parts.append(
+            [pair for prompt in prompts[start : start + count] for pair in by_prompt[prompt]]
+        )
+        start += count
+    return parts
+
+
 def pair_from_row(
     row: dict[str, Any], score_scale: tuple[float, float] | None = None
 ) -> PreferencePair | str:
@@ -155,8 +189,11 @@ def pair_from_row(
     identical = row["chosen"].strip() == row["rejected"].strip()
     if identical and (score_chosen is None or score_chosen != score_rejected):
         return "chosen and rejected are identical (after stripping whitespace)"
+    subset = row.get("subset")
+    if subset is not None and not isinstance(subset, str):
+        return f"field 'subset' is {_json_type(subset)} ({_show(subset)}), not a string"
     return PreferencePair(
-        row["prompt"], row["chosen"], row["rejected"], score_chosen, score_rejected
+        row["prompt"], row["chosen"], row["rejected"], score_chosen, score_rejected, subset or None
     )
 
 

@@ -12,7 +12,7 @@ import torch
 from srft.data.pairs import PreferencePair
 from srft.evaluation.alignment import pearson
 from srft.models.reward import RewardScorer, pair_accuracy
-from srft.outputs import Consistency, EdgeCase, FailureMode, LengthBias
+from srft.outputs import Consistency, EdgeCase, FailureMode, LengthBias, SubsetAccuracy
 from srft.scoring import Scorer
 
 CONSISTENCY_TOLERANCE = 1e-3
@@ -65,6 +65,27 @@ def longer_reply_accuracy(pairs: list[PreferencePair]) -> float:
     chosen = torch.tensor([float(len(p.chosen.split())) for p in pairs])
     rejected = torch.tensor([float(len(p.rejected.split())) for p in pairs])
     return pair_accuracy(chosen, rejected)
+
+
+def subset_accuracy(
+    pairs: list[PreferencePair], r_chosen: torch.Tensor, r_rejected: torch.Tensor
+) -> dict[str, SubsetAccuracy] | None:
+    """Reward accuracy per `subset` of the pairs that carry one, in name order; None when
+    none does."""
+    members: dict[str, list[int]] = {}
+    for index, pair in enumerate(pairs):
+        if pair.subset is not None:
+            members.setdefault(pair.subset, []).append(index)
+    if not members:
+        return None
+    return {
+        name: SubsetAccuracy(
+            pairs=len(rows),
+            accuracy=pair_accuracy(r_chosen[rows], r_rejected[rows]),
+            longer_reply_accuracy=longer_reply_accuracy([pairs[i] for i in rows]),
+        )
+        for name, rows in sorted(members.items())
+    }
 
 
 def edge_cases(

@@ -1,5 +1,5 @@
 """Stage 7, evaluation: capability retention against the stage-1 baseline, win rate against the
-SFT policy by the judge, final KL to the SFT policy, RM accuracy on held-out pairs, reward
+SFT policy by the judge, final KL to the SFT policy, RM accuracy on the test pairs, reward
 interpretability, the reward-hacking check, and the deploy decision."""
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ def run(ctx: StageContext) -> StageResult:
     prompts = [p for p in prompts for _ in range(config.evaluation.win_rate_samples)]
     final_sampler.generator.manual_seed(sampler_seed(config.seed + ALIGNMENT_SEED_OFFSET, rank()))
     final = sample_policy(final_sampler, prompts, judge)
-    # Stage 2's held-out pairs, the set stage 4 measured: "accuracy maintained" compares alike.
-    held_out = read_pairs(ctx.upstream(PreferenceOutputs).val_pairs_file).pairs
+    # Stage 2's test pairs, the set stage 4 measured: "accuracy maintained" compares alike.
+    held_out = read_pairs(ctx.upstream(PreferenceOutputs).test_pairs_file).pairs
     accuracy_val = final_sampler.reward.accuracy(held_out)
     del final_sampler  # the final policy leaves memory before the SFT policy comes in
     sft_sample = sample_policy(

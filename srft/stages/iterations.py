@@ -2,7 +2,7 @@
 annotates them, retrains the reward model on old + new pairs, and runs RL again from the current
 policy against the retrained RM (the KL stays measured to the SFT policy). An iteration whose
 judge score falls, whose KL or entropy leaves its bounds, or whose RM drops under the accuracy
-target on stage 2's held-out pairs is rolled back; the loop stops there, at convergence (a gain
+target on stage 2's test pairs is rolled back; the loop stops there, at convergence (a gain
 under `iteration.min_improvement`), or at `iteration.max_iterations`."""
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ def run(ctx: StageContext) -> StageResult:
     judge = build_judge(config)
     train_pairs = read_pairs(pairs.train_pairs_file).pairs
     val_pairs = read_pairs(pairs.val_pairs_file).pairs
-    held_out = list(val_pairs)  # stage 2's: every iteration's RM is measured on these
+    # stage 2's test pairs: every iteration's RM is measured on these, and trained or
+    # selected on none of them
+    held_out = read_pairs(pairs.test_pairs_file).pairs
     start_models = (str(ctx.upstream(RLOutputs).model), str(reward.model))
 
     def models(iteration: int) -> tuple[str, str]:
@@ -212,7 +214,7 @@ def _reinforce(
     past the bound before the controller caught up. Iterations may spend more of the KL
     budget than stage 5 (`iteration.kl_fraction`). Returns the policy's folder, the final KL
     coefficient, the KL guard's rollbacks, and the iteration's numbers: the guard's held-out
-    measures of the policy it kept, and the retrained RM's accuracy on stage 2's held-out
+    measures of the policy it kept, and the retrained RM's accuracy on stage 2's test
     pairs."""
     engine = build_engine(
         config,
@@ -248,7 +250,7 @@ def _reinforce(
 
 def _numbers(measures: PolicyMeasures, reward_accuracy_val: float) -> dict[str, float]:
     """An iteration row's numbers: score (judge, else RM reward), reward, KL to SFT and
-    entropy on the held-out prompts, and the RM's accuracy on stage 2's held-out pairs."""
+    entropy on the held-out prompts, and the RM's accuracy on stage 2's test pairs."""
     return {
         "score": measures.reward if measures.judge_score is None else measures.judge_score,
         "reward": measures.reward,

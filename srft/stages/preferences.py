@@ -1,10 +1,10 @@
 """Stage 2, preference data: sample responses from the SFT policy, annotate them, build
-chosen/rejected pairs, measure gap, count and decontamination, split 80/20, write a data report.
+chosen/rejected pairs, measure gap, count and decontamination, hold out validation and test
+prompts, write a data report.
 Existing pair files (data.train_file) are imported and measured instead."""
 
 from __future__ import annotations
 
-import random
 import statistics
 from typing import Any
 
@@ -14,7 +14,7 @@ from srft.config import SrftConfig
 from srft.data.candidates import sample_pairs
 from srft.data.decontamination import decontaminate
 from srft.data.human_labels import HumanLabels, response_id
-from srft.data.pairs import PreferencePair, read_pairs, write_pairs
+from srft.data.pairs import PairFile, PreferencePair, read_pairs, split_by_prompt, write_pairs
 from srft.data.prompts import training_prompts
 from srft.data.quality import preference_gap
 from srft.data.sft import prompts_truncated, read_prompt_rows
@@ -40,8 +40,10 @@ def run(ctx: StageContext) -> StageResult:
         metrics["source"] = "generated"
         metrics.update(generation)
 
+    # The user's test pairs, else a share of the prompts held out below
+    test_file = _read_test_pairs(config)
     # Decontamination against every evaluation set; contaminated pairs listed and optionally dropped.
-    eval_texts = _evaluation_texts(config)
+    eval_texts = _evaluation_texts(config, test_file)
     everything = pairs + (val_pairs or [])
     decon = decontaminate(
         [(p.prompt, p.chosen, p.rejected) for p in everything],
@@ -61,13 +63,9 @@ def run(ctx: StageContext) -> StageResult:
         metrics["contaminated_dropped"] = len(bad)
         kept_contaminated = 0
 
-    if val_pairs is None:
-        rng = random.Random(config.seed)
-        shuffled = pairs[:]
-        rng.shuffle(shuffled)
-        n_val = max(1, round(len(shuffled) * config.data.validation_fraction))
-        val_pairs, pairs = shuffled[:n_val], shuffled[n_val:]
-    all_pairs = pairs + val_pairs
+    pairs, val_pairs, test_pairs = _split(config, pairs, val_pairs, test_file)
+    # the pairs the stage made (the user's test pairs are not among them)
+    all_pairs = pairs + val_pairs + (test_pairs if test_file is None else [])
     gap = preference_gap(all_pairs, config.data.score_scale)
     # the gate reads the pairs the stage publishes: after the contaminated ones are dropped
     published = 1.0 - kept_contaminated / len(all_pairs) if all_pairs else 1.0
@@ -78,11 +76,18 @@ def run(ctx: StageContext) -> StageResult:
 
     write_pairs(ctx.path("train_pairs_file"), pairs)
     write_pairs(ctx.path("val_pairs_file"), val_pairs)
+    write_pairs(ctx.path("test_pairs_file"), test_pairs)
+    if test_file is not None and test_file.dropped:
+        metrics["invalid_rows_dropped"] = (metrics.get("invalid_rows_dropped") or 0) + len(
+            test_file.dropped
+        )
     metrics.update(
         {
             "pairs": len(all_pairs),
             "pairs_train": len(pairs),
             "pairs_val": len(val_pairs),
+            "pairs_test": len(test_pairs),
+            "test_source": "split" if test_file is None else "file",
             "unique_prompts": len({p.prompt for p in all_pairs}),
             "preference_gap": gap,
             "decontamination": published,
@@ -197,16 +202,44 @@ def _import_pairs(
     return train.pairs, val, dropped
 
 
-def _evaluation_texts(config: SrftConfig) -> list[str]:
+def _read_test_pairs(config: SrftConfig) -> PairFile | None:
+    if not config.data.test_file:
+        return None
+    return read_pairs(
+        config.data.test_file,
+        score_scale=config.data.score_scale,
+        on_invalid=config.data.on_invalid,
+        split="test",
+    )
+
+
+def _split(
+    config: SrftConfig,
+    pairs: list[PreferencePair],
+    val_pairs: list[PreferencePair] | None,
+    test_file: PairFile | None,
+) -> tuple[list[PreferencePair], list[PreferencePair], list[PreferencePair]]:
+    """(train, validation, test): the splits the user's files do not give are held out from
+    `pairs` by prompt, `data.test_fraction` and `data.validation_fraction` of the prompts."""
+    held_out = {}
+    if test_file is None:
+        held_out["test"] = config.data.test_fraction
+    if val_pairs is None:
+        held_out["val"] = config.data.validation_fraction
+    *parts, train = split_by_prompt(pairs, list(held_out.values()), config.seed)
+    split = dict(zip(held_out, parts, strict=True))
+    test = split["test"] if test_file is None else test_file.pairs
+    return train, split.get("val", val_pairs) or [], test
+
+
+def _evaluation_texts(config: SrftConfig, test_file: PairFile | None) -> list[str]:
     texts: list[str] = []
     for source in config.evaluation.benchmarks.values():
         texts += benchmark_texts(source)
     if config.data.eval_prompts_file:
         texts += [r["prompt"] for r in read_prompt_rows(config.data.eval_prompts_file, ("prompt",))]
-    if config.data.test_file:
-        test = read_pairs(config.data.test_file, score_scale=config.data.score_scale, split="test")
-        for pair in test.pairs:
-            texts += [pair.prompt, pair.chosen, pair.rejected]
+    for pair in test_file.pairs if test_file is not None else []:
+        texts += [pair.prompt, pair.chosen, pair.rejected]
     return texts
 
 

@@ -1,5 +1,6 @@
-"""Stage 4, reward model validation: held-out accuracy, overfitting, consistency, edge cases,
-length bias, failure modes, and (with a judge) accuracy against the judge."""
+"""Stage 4, reward model validation: accuracy on the test pairs (held out from training and
+epoch selection), overfitting, consistency, edge cases, length bias, failure modes, and (with a
+judge) accuracy against the judge."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from srft.evaluation.reward_probes import (
     judge_accuracy,
     length_bias,
     longer_reply_accuracy,
+    subset_accuracy,
 )
 from srft.gates import Gate
 from srft.models.loading import apply_threads, load_reward_scorer
@@ -33,9 +35,8 @@ def run(ctx: StageContext) -> StageResult:
     )
     pairs = ctx.upstream(PreferenceOutputs)
     train = read_pairs(pairs.train_pairs_file).pairs
-    val = read_pairs(pairs.val_pairs_file).pairs
-    if config.data.test_file:
-        val = read_pairs(config.data.test_file, score_scale=config.data.score_scale).pairs
+    # the test pairs: stage 3 neither trained nor picked its epoch on them
+    val = read_pairs(pairs.test_pairs_file).pairs
 
     train_c, train_r = scorer.pairs(train)
     val_c, val_r = scorer.pairs(val)
@@ -69,6 +70,7 @@ def run(ctx: StageContext) -> StageResult:
         original_mean_reward=original_mean_reward,
         length_bias=lengths,
         failure_modes=failure_modes(val, val_c, val_r, k=5),
+        accuracy_per_subset=subset_accuracy(val, val_c, val_r),
     )
     c = config.constraints
     gates = [
@@ -113,11 +115,20 @@ def _markdown(o: RewardValidationOutputs, gates: list[Gate]) -> str:
         "",
         "## Against the length baseline",
         "",
-        f"Held-out accuracy {_fmt(o.reward_accuracy_val)} (strict {_fmt(o.strict_accuracy_val)}, "
+        f"Test accuracy {_fmt(o.reward_accuracy_val)} (strict {_fmt(o.strict_accuracy_val)}, "
         f'ties {_fmt(o.tie_rate_val)}); "the longer reply wins" scores '
         f"{_fmt(o.longer_reply_accuracy_val)} on the same pairs: a margin of "
         f"{_fmt(o.accuracy_over_length_baseline)}.",
         "",
+    ]
+    if o.accuracy_per_subset:
+        lines += ["| subset | pairs | accuracy | longer reply wins |", "|---|---|---|---|"]
+        lines += [
+            f"| {name} | {row.pairs} | {_fmt(row.accuracy)} | {_fmt(row.longer_reply_accuracy)} |"
+            for name, row in o.accuracy_per_subset.items()
+        ]
+        lines.append("")
+    lines += [
         "## Edge cases (reward relative to the chosen response)",
         "",
         f"Mean reward of the chosen responses: {_fmt(o.original_mean_reward)}.",

@@ -327,3 +327,19 @@ def test_write_then_read_round_trips(tmp_path):
     path = write_pairs(tmp_path / "out" / "pairs.jsonl", pairs)
     assert "答案 ✓" in path.read_text(encoding="utf-8")  # written as is, not \u-escaped
     assert read_pairs(path).pairs == pairs
+
+
+def test_a_subset_field_is_kept_and_written_back(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(line(subset="chat") + "\n" + line() + "\n", encoding="utf-8")
+    pairs = read_pairs(path).pairs
+    assert [p.subset for p in pairs] == ["chat", None]
+    write_pairs(tmp_path / "out.jsonl", pairs)
+    assert read_pairs(tmp_path / "out.jsonl").pairs == pairs
+
+
+def test_a_subset_that_is_not_a_string(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(line(subset=3) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"pairs.jsonl:1: field 'subset' is a number \(3\)"):
+        read_pairs(path)

@@ -12,6 +12,7 @@ from srft.evaluation.reward_probes import (
     judge_accuracy,
     length_bias,
     longer_reply_accuracy,
+    subset_accuracy,
 )
 
 
@@ -67,6 +68,23 @@ def test_the_longer_reply_wins_baseline():
     assert longer_reply_accuracy(PAIRS) == pytest.approx(2 / 3)
     tie = PreferencePair("p", "a b", "c d")
     assert longer_reply_accuracy([tie]) == 0.5  # ties counted half
+
+
+def test_accuracy_per_subset_of_the_pairs_that_name_one():
+    pairs = [
+        PreferencePair("p", "a b c", "a", subset="chat"),
+        PreferencePair("p", "a", "a b c", subset="chat"),
+        PreferencePair("q", "a b", "a", subset="code"),
+        PreferencePair("r", "a b", "a"),  # no subset: in no row
+    ]
+    chosen, rejected = torch.tensor([2.0, 1.0, 5.0, 0.0]), torch.tensor([1.0, 1.0, 4.0, 9.0])
+    found = subset_accuracy(pairs, chosen, rejected)
+    assert list(found) == ["chat", "code"]
+    # chat: a win and a tie; the longer reply wins the first and loses the second
+    assert (found["chat"].pairs, found["chat"].accuracy) == (2, 0.75)
+    assert found["chat"].longer_reply_accuracy == 0.5
+    assert (found["code"].pairs, found["code"].accuracy) == (1, 1.0)
+    assert subset_accuracy(pairs[3:], chosen[3:], rejected[3:]) is None
 
 
 def test_edge_cases_against_the_chosen_responses():

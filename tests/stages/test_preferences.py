@@ -2,6 +2,7 @@
 is loaded), and on the shared run: a pair count short of its minimum stops the run and keeps the
 published stage, and the gates' thresholds come from constraints."""
 
+import itertools
 import shutil
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 import srft.stages.preferences
 from srft.artifacts import atomic_write_jsonl, read_json, read_jsonl
 from srft.config import load_config
+from srft.errors import DataError
 from srft.outputs import PreferenceOutputs
 from srft.pipeline import Pipeline
 from srft.run_dir import RunDir
@@ -78,12 +80,45 @@ def test_imported_pairs_that_meet_the_constraints_pass_every_gate(tmp_path):
     assert all(g.passed and g.stage == 2 and g.mode == "enforce" for g in result.gates)
     outputs = result.outputs
     assert (outputs.source, outputs.pairs, outputs.contaminated) == ("file", 10, 0)
-    assert (outputs.pairs_train, outputs.pairs_val) == (8, 2)  # 20% of 10 held out
+    # of 10 prompts, 10% held out for the test and 20% for validation
+    assert (outputs.pairs_train, outputs.pairs_val, outputs.pairs_test) == (7, 2, 1)
+    assert outputs.test_source == "split"
     staging = tmp_path / "run" / ".staging" / "stage2_preferences"
-    assert len(read_jsonl(staging / "pairs_train.jsonl")) == 8
-    assert len(read_jsonl(staging / "pairs_val.jsonl")) == 2
+    split = {
+        name: {row["prompt"] for row in read_jsonl(staging / f"pairs_{name}.jsonl")}
+        for name in ("train", "val", "test")
+    }
+    assert [len(prompts) for prompts in split.values()] == [7, 2, 1]
+    assert set.union(*split.values()) == {pair(i)["prompt"] for i in range(10)}
     logged = {row["name"]: row["value"] for row in read_jsonl(tmp_path / "run" / "metrics.jsonl")}
     assert logged["pairs"] == 10.0
+
+
+def test_a_prompt_s_pairs_stay_in_one_split_and_a_test_file_is_the_test_set(tmp_path):
+    # three pairs for each of 20 prompts: no prompt may reach two splits
+    rows = [{**pair(i), "chosen": f"{i} apples, answer {k}"} for i in range(20) for k in range(3)]
+    test_rows = [pair(i) for i in range(100, 104)]
+    test_file = atomic_write_jsonl(tmp_path / "test.jsonl", test_rows)
+    for given in ((), (f"data.test_file={test_file}",)):
+        outputs = stage_2_on(tmp_path, rows, "constraints.min_pairs=10", *given).outputs
+        staging = tmp_path / "run" / ".staging" / "stage2_preferences"
+        prompts = [
+            {row["prompt"] for row in read_jsonl(staging / f"pairs_{name}.jsonl")}
+            for name in ("train", "val", "test")
+        ]
+        assert all(not a & b for a, b in itertools.combinations(prompts, 2))
+        if given:  # the user's test pairs; 20% of the prompts for validation, the rest to train
+            assert (outputs.test_source, outputs.pairs_test) == ("file", 4)
+            assert prompts[2] == {row["prompt"] for row in test_rows}
+            assert (outputs.pairs, outputs.pairs_train, outputs.pairs_val) == (60, 48, 12)
+        else:  # 2 prompts (10%) for the test, 4 (20%) for validation
+            assert (outputs.test_source, outputs.pairs_test) == ("split", 6)
+            assert (outputs.pairs, outputs.pairs_train, outputs.pairs_val) == (60, 42, 12)
+
+
+def test_too_few_prompts_to_split_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="2 distinct prompts are too few"):
+        stage_2_on(tmp_path, [pair(0), pair(1)], "constraints.min_pairs=1")
 
 
 def test_ten_imported_pairs_fail_the_pair_count_of_1000(tmp_path):
@@ -165,7 +200,7 @@ def test_a_span_one_token_short_of_13_is_no_contamination(tmp_path):
 def test_a_short_prompt_equal_to_an_evaluation_prompt_is_contamination(tmp_path):
     prompts = atomic_write_jsonl(tmp_path / "held_out.jsonl", [{"prompt": "What is 7 + 5?"}])
     rows = [{**pair(i), "prompt": "what is 7 + 5 ?"} for i in range(2)]
-    rows += [{**pair(i), "prompt": "what is 7 - 5 ?"} for i in range(2, 10)]
+    rows += [{**pair(i), "prompt": f"what is 7 - {i} ?"} for i in range(2, 10)]
     overrides = ("constraints.min_pairs=10", f"data.eval_prompts_file={prompts}")
     result = stage_2_on(tmp_path, rows, *overrides)
     gate = by_name(result)["decontamination"]
@@ -201,7 +236,7 @@ def test_dropping_the_contaminated_pairs_lets_decontamination_pass(tmp_path):
     outputs = read_json(tmp_path / "run" / "stage2_preferences" / "manifest.json")["outputs"]
     assert (outputs["contaminated"], outputs["contaminated_dropped"]) == (10, 10)
     assert (outputs["decontamination_found"], outputs["decontamination"]) == (0.5, 1.0)
-    assert (outputs["pairs"], outputs["pairs_train"], outputs["pairs_val"]) == (10, 8, 2)
+    assert (outputs["pairs"], outputs["pairs_train"], outputs["pairs_val"]) == (10, 7, 2)
     kept = read_jsonl(tmp_path / "run" / "stage2_preferences" / "pairs_train.jsonl")
     assert not any(SHARED_SPAN in row["prompt"] for row in kept)
 
