@@ -3,8 +3,9 @@
 Each seed runs in a fresh process into a temporary run directory, one after the other. Per
 seed it prints the wall time, the final status and decision, every stage that was retried, the
 KL guard's rollbacks of each RL run (stage 5 and each stage-6 iteration, read from
-decisions.jsonl), the gates that failed, stage 4's reward accuracy and the share of labels the
-gold judge disagrees with. The last line printed is one JSON object: {"seeds": {seed: {...}},
+decisions.jsonl), the gates that failed, each stage's seconds, the reward accuracy on stage 2's
+validation pairs (stage 3) and test pairs (stage 4), and the share of labels the gold judge
+disagrees with. The last line printed is one JSON object: {"seeds": {seed: {...}},
 "slowest_over_fastest", "max_rollbacks_per_run", "stage_5_reruns"}.
 
     .venv/bin/python benchmarks/demo_seeds.py [--seeds 0-9]
@@ -48,7 +49,11 @@ def run_seed(seed: int, folder: Path) -> dict:
             rollbacks[f"{run} attempt {row['attempt']}"] += 1
     summary = json.loads((run_dir / "summary.json").read_text())
     evaluations = summary.get("gate_evaluations", [])
-    stage_4 = {g["name"]: g["value"] for g in evaluations if g["stage"] == 4}
+    accuracy = {g["stage"]: g["value"] for g in evaluations if g["name"] == "reward_accuracy_val"}
+    stage_seconds = {
+        manifest.parent.name: json.loads(manifest.read_text()).get("seconds")
+        for manifest in sorted(run_dir.glob("stage*/manifest.json"))
+    }
     return {
         "seconds": round(seconds, 1),
         "exit": done.returncode,
@@ -57,8 +62,11 @@ def run_seed(seed: int, folder: Path) -> dict:
         "retried_stages": dict(retried),
         "kl_rollbacks": dict(rollbacks),
         "failed_gates": [f"{g['stage']}:{g['name']}" for g in evaluations if not g["passed"]],
-        # the gate with the least room in the world: stage 4's reward accuracy
-        "reward_accuracy_val": stage_4.get("reward_accuracy_val"),
+        "stage_seconds": stage_seconds,
+        # the gates with the least room in the world: the reward accuracy on the validation
+        # pairs (stage 3, which selects its epoch on them) and on the test pairs (stage 4)
+        "reward_accuracy_val": accuracy.get(3),
+        "reward_accuracy_test": accuracy.get(4),
         "label_judge_disagreement": summary.get("metrics", {}).get(
             "stage2_preferences.label_judge_disagreement"
         ),

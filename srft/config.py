@@ -193,9 +193,9 @@ class AnnotationConfig(Section):
         "annotation.reward_model when set, else annotation.callable; stage 2 reports how often "
         "the two agree",
     )
-    samples_per_prompt: int = Field(4, ge=2, description="Responses generated per prompt")
+    samples_per_prompt: int = Field(8, ge=2, description="Responses generated per prompt")
     pairs_per_prompt: int = Field(
-        1,
+        2,
         ge=1,
         description="Disjoint pairs per prompt: best vs worst, then second best vs second worst",
     )

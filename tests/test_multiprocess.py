@@ -61,13 +61,20 @@ def srft_run(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedP
 
 @pytest.fixture(scope="module")
 def world_runs(tmp_path_factory) -> dict[int, Path]:
-    """The embedded world's seven stages in one process and in two."""
+    """The embedded world's seven stages in one process and in two (stage 6 with one
+    iteration, which every process takes part in as in the demo's three)."""
     root = tmp_path_factory.mktemp("world")
     runs = {}
     for processes in (1, 2):
         run = root / f"p{processes}"
         done = srft_run(
-            "--output-dir", str(run), "--set", f"compute.num_devices={processes}", cwd=root
+            "--output-dir",
+            str(run),
+            "--set",
+            f"compute.num_devices={processes}",
+            "--set",
+            "iteration.max_iterations=1",
+            cwd=root,
         )
         assert done.returncode == 0, done.stderr[-3000:]
         runs[processes] = run

@@ -292,8 +292,8 @@ def more_samples(config: SrftConfig, failed, attempt: int) -> Adjustment:
 
 
 def count_grows_with_samples(ctx: StageContext) -> StageResult:
-    """Stage 2 whose pair count is 25 per sample per prompt: 4 -> 100, 8 -> 200, 16 -> 400."""
-    count = 25.0 * ctx.config.annotation.samples_per_prompt
+    """Stage 2 whose pair count is 12.5 per sample per prompt: 8 -> 100, 16 -> 200."""
+    count = 12.5 * ctx.config.annotation.samples_per_prompt
     return StageResult(outputs_of(ctx), [ctx.gate("pair_count", count, 200.0, ">=")])
 
 
@@ -303,15 +303,15 @@ def test_retry_with_adjusted_settings_then_pass(tmp_path, monkeypatch):
     outcome = Pipeline(stand_in_config(), run.root).execute([1, 2])
     assert outcome.status == "passed"
     assert [ctx.attempt for ctx in calls[2]] == [0, 1]
-    assert [c.config.annotation.samples_per_prompt for c in calls[2]] == [4, 8]
+    assert [c.config.annotation.samples_per_prompt for c in calls[2]] == [8, 16]
     rows = read_jsonl(run.decisions)
     assert [(r["stage"], r["decision"]) for r in rows] == [(1, "pass"), (2, "retry"), (2, "pass")]
-    assert rows[1]["changes"] == {"annotation.samples_per_prompt": 8}
+    assert rows[1]["changes"] == {"annotation.samples_per_prompt": 16}
     assert rows[1]["rerun_from"] == 2
     manifest = read_json(run.manifest(2))
-    assert manifest["adjustments"] == {"annotation.samples_per_prompt": 8}
+    assert manifest["adjustments"] == {"annotation.samples_per_prompt": 16}
     assert manifest["attempt"] == 1
-    assert manifest["settings"]["annotation"]["samples_per_prompt"] == 8
+    assert manifest["settings"]["annotation"]["samples_per_prompt"] == 16
 
 
 def test_retries_run_out(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from srft.annotation import build_annotator, build_judge
 from srft.artifacts import atomic_write_json, atomic_write_text, read_json
 from srft.config import SrftConfig
 from srft.data.candidates import sample_pairs
-from srft.data.pairs import PreferencePair, read_pairs, write_pairs
+from srft.data.pairs import PreferencePair, read_pairs, split_by_prompt, write_pairs
 from srft.data.prompts import training_prompts
 from srft.data.sft import prompts_truncated
 from srft.decisions import judge_iteration
@@ -98,7 +98,9 @@ def run(ctx: StageContext) -> StageResult:
             folder.mkdir(parents=True)
         barrier()
         policy_dir, reward_dir = models(current.iteration)
-        new_train, new_val = _on_policy_pairs(config, policy_dir, number)
+        new_train, new_val = _on_policy_pairs(
+            config, policy_dir, number, {pair.prompt for pair in held_out}
+        )
         write_pairs(folder / TRAIN_PAIRS, new_train)
         write_pairs(folder / VAL_PAIRS, new_val)
         train_pairs, val_pairs = train_pairs + new_train, val_pairs + new_val
@@ -167,9 +169,11 @@ def run(ctx: StageContext) -> StageResult:
 
 
 def _on_policy_pairs(
-    config: SrftConfig, policy_dir: str, number: int
+    config: SrftConfig, policy_dir: str, number: int, test_prompts: set[str]
 ) -> tuple[list[PreferencePair], list[PreferencePair]]:
-    prompts = training_prompts(config)
+    """New pairs from the policy on prompts that stage 2's test pairs do not hold, split into
+    train and validation by prompt as stage 2 splits its own."""
+    prompts = [prompt for prompt in training_prompts(config) if prompt not in test_prompts]
     rng = random.Random(config.seed * 131 + number)
     chosen = rng.sample(prompts, min(config.iteration.prompts_per_iteration, len(prompts)))
     policy = load_policy(policy_dir, resolve_device(config.compute))
@@ -181,9 +185,8 @@ def _on_policy_pairs(
         config,
         config.seed + 50_000 + number,
     )
-    pairs = found.pairs
-    cut = int(len(pairs) * 0.8)
-    return pairs[:cut], pairs[cut:]
+    val, train = split_by_prompt(found.pairs, [config.data.validation_fraction], config.seed)
+    return train, val
 
 
 def _retrain_reward_model(config: SrftConfig, base: str, train, val, folder: Path) -> str:

@@ -71,7 +71,7 @@ criteria_scores = JUDGE.criteria_scores
 
 
 def noisy_annotator(
-    prompts: Sequence[str], responses: Sequence[str], noise: float = 0.28, seed: int = 0
+    prompts: Sequence[str], responses: Sequence[str], noise: float = 0.31, seed: int = 0
 ) -> list[float]:
     """An AI annotator: the gold score with Bradley-Terry noise of scale `noise`."""
     return bradley_terry_noise(gold_scores(prompts, responses), prompts, responses, noise, seed)

@@ -124,6 +124,8 @@ def test_a_reward_model_that_rewards_filler_is_flagged_as_hacked(tmp_path):
             "rl_training.max_steps=15",
             "rl_training.early_stop_on_kl=false",
             "iteration.max_iterations=0",
+            # filler costs the benchmarks too; short retention would decide a rollback first
+            "constraints.min_capability_retention=0.5",
         ],
     )
     run = RunDir(tmp_path / "run")

@@ -264,7 +264,7 @@ def test_failed_gates_stop_and_keep_the_published_stage(good_run):
         (2, "retry"),
         (2, "stop"),
     ]
-    assert new_rows[0]["changes"]["annotation.samples_per_prompt"] == 8
+    assert new_rows[0]["changes"]["annotation.samples_per_prompt"] == 16
     failed = [g for g in new_rows[-1]["gates"] if not g["passed"]]
     assert [g["name"] for g in failed] == ["pair_count"]
     # The earlier good run's stage 2 is untouched; the failed attempt stays in .staging.

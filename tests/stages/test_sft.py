@@ -65,10 +65,15 @@ def test_end_to_end_run(good_run):
     for name in ("preference_gap", "pair_count", "decontamination"):
         assert now[name] == summary["gates"][name]
 
-    train = read_jsonl(run.stage(2) / "pairs_train.jsonl")
-    val = read_jsonl(run.stage(2) / "pairs_val.jsonl")
-    assert len(train) + len(val) == summary["gates"]["pair_count"]["value"]
-    assert len(val) == round(0.2 * (len(train) + len(val)))
+    splits = {
+        name: read_jsonl(run.stage(2) / f"pairs_{name}.jsonl") for name in ("train", "val", "test")
+    }
+    assert sum(map(len, splits.values())) == summary["gates"]["pair_count"]["value"]
+    # held out by prompt: 20% and 10% of the prompts, no prompt in two splits
+    prompts = {name: {row["prompt"] for row in rows} for name, rows in splits.items()}
+    total = sum(map(len, prompts.values()))
+    assert len(set().union(*prompts.values())) == total
+    assert (len(prompts["val"]), len(prompts["test"])) == (round(0.2 * total), round(0.1 * total))
 
 
 @pytest.mark.slow
