@@ -37,10 +37,11 @@ TWO = ["--set", "compute.num_devices=2"]
 
 # Tolerances between stage 5 on one and on two processes from the same reward model, over its
 # logged steps (every 10th): the processes sample with seeds of their own, so the runs are two
-# draws of the same training, not the same numbers.
+# draws of the same training, not the same numbers. Two draws' per-token KL at one step has
+# been seen 0.04 apart: a KL rollback in one draw and not the other moves the steps after it.
 MEAN_REWARD_TOLERANCE = 0.2  # mean over the steps of the batch's mean RM score (logits)
 MEAN_KL_TOLERANCE = 0.02  # mean over the steps of the per-token KL, nats
-STEP_KL_TOLERANCE = 0.03  # at every logged step
+STEP_KL_TOLERANCE = 0.05  # at every logged step
 WIN_RATE_TOLERANCE = 0.1  # the whole runs' win rates
 # Between sharded layouts and ddp from the same models: the share of clipped tokens of a step
 CLIP_SHARE_TOLERANCE = 0.005
