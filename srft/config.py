@@ -484,6 +484,15 @@ class IterationConfig(Section):
     max_iterations: int = Field(3, ge=0, description="Rounds of new pairs, RM retraining and RL")
     prompts_per_iteration: int = Field(1000, ge=1, description="Prompts sampled for new pairs")
     rl_steps: int = Field(30, ge=1, description="RL rollout batches per iteration")
+    reward_model_start: Literal["base", "current"] = Field(
+        "base",
+        description="Where each iteration's reward model training on old + new pairs starts: "
+        "stage 3's starting point, afresh for reward_training.max_epochs, or the current "
+        "reward model, trained on for reward_epochs (faster)",
+    )
+    reward_epochs: int = Field(
+        1, ge=1, description="Passes over old + new pairs when reward_model_start is current"
+    )
     kl_fraction: float = Field(
         0.6,
         gt=0,

@@ -8,7 +8,7 @@ from srft.outputs import IterationRow
 def iteration_table(table: list[IterationRow]) -> str:
     """The per-iteration table of stage 6 as Markdown."""
     lines = [
-        "| iteration | score | RM accuracy (val) | KL (nats/token) | entropy (nats) "
+        "| iteration | score | RM accuracy (test pairs) | KL (nats/token) | entropy (nats) "
         "| KL rollbacks | status |",
         "|---|---|---|---|---|---|---|",
     ]

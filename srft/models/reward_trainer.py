@@ -142,10 +142,13 @@ def fit_reward_model(
     config: SrftConfig,
     callbacks: list[Any] | None = None,
     resume_from_checkpoint: str | None = None,
+    epochs: int | None = None,
 ) -> RewardFit:
-    """Train on `train` with a checkpoint per epoch in `checkpoints`, keep the one with the
-    best val accuracy and save it to `model_dir`."""
+    """Train on `train` for `epochs` (default reward_training.max_epochs) with a checkpoint per
+    epoch in `checkpoints`, keep the one with the best val accuracy and save it to
+    `model_dir`."""
     rt = config.reward_training
+    epochs = epochs or rt.max_epochs
     if config.model.lora is not None:
         model = add_lora(model, config.model.lora, "SEQ_CLS", config.seed)
     max_prompt, max_response = config.data.max_prompt_length, config.data.max_response_length
@@ -158,7 +161,7 @@ def fit_reward_model(
         checkpoints,
         learning_rate=rt.learning_rate,
         batch_size=rt.batch_size,
-        epochs=rt.max_epochs,
+        epochs=epochs,
         weight_decay=rt.weight_decay,
         warmup_ratio=rt.warmup_ratio,
         optimizer=rt.optimizer,
@@ -166,7 +169,7 @@ def fit_reward_model(
         load_best_model_at_end=True,
         metric_for_best_model="accuracy",
         greater_is_better=True,
-        save_total_limit=rt.max_epochs + 1,
+        save_total_limit=epochs + 1,
     )
     trainer = ready(
         BradleyTerryTrainer(

@@ -1,9 +1,9 @@
 """Stage 6, iterative training. Each iteration samples on-policy pairs from the current policy,
-annotates them, retrains the reward model on old + new pairs, and runs RL again from the current
-policy against the retrained RM (the KL stays measured to the SFT policy). An iteration whose
-judge score falls, whose KL or entropy leaves its bounds, or whose RM drops under the accuracy
-target on stage 2's test pairs is rolled back; the loop stops there, at convergence (a gain
-under `iteration.min_improvement`), or at `iteration.max_iterations`."""
+annotates them, trains the reward model on old + new pairs (on from the current one, or afresh),
+and runs RL again from the current policy against that RM (the KL stays measured to the SFT
+policy). An iteration whose judge score falls, whose KL or entropy leaves its bounds, or whose
+RM drops under the accuracy target on stage 2's test pairs is rolled back; the loop stops there,
+at convergence (a gain under `iteration.min_improvement`), or at `iteration.max_iterations`."""
 
 from __future__ import annotations
 
@@ -104,7 +104,9 @@ def run(ctx: StageContext) -> StageResult:
         write_pairs(folder / TRAIN_PAIRS, new_train)
         write_pairs(folder / VAL_PAIRS, new_val)
         train_pairs, val_pairs = train_pairs + new_train, val_pairs + new_val
-        reward_dir = _retrain_reward_model(config, reward.base, train_pairs, val_pairs, folder)
+        reward_dir = _retrain_reward_model(
+            config, reward.base, reward_dir, train_pairs, val_pairs, folder
+        )
         policy_dir, kl_coef, rollbacks, found = _reinforce(
             ctx, config, policy_dir, reward_dir, sft_dir, folder, number, current, held_out
         )
@@ -189,13 +191,20 @@ def _on_policy_pairs(
     return train, val
 
 
-def _retrain_reward_model(config: SrftConfig, base: str, train, val, folder: Path) -> str:
-    """A reward model trained afresh from stage 3's starting point on old + new pairs, with the
-    reward_training settings (best epoch by validation accuracy)."""
-    tokenizer = load_tokenizer(base)
-    model = load_reward_model(base, tokenizer.pad_token_id, seed=config.seed)
+def _retrain_reward_model(
+    config: SrftConfig, base: str, current: str, train, val, folder: Path
+) -> str:
+    """A reward model trained on old + new pairs with the reward_training settings (best epoch
+    by validation accuracy): the current one trained on for `iteration.reward_epochs`, or one
+    trained afresh from stage 3's starting point (`iteration.reward_model_start: base`)."""
+    it = config.iteration
+    start, epochs = (
+        (current, it.reward_epochs) if it.reward_model_start == "current" else (base, None)
+    )
+    tokenizer = load_tokenizer(start)
+    model = load_reward_model(start, tokenizer.pad_token_id, seed=config.seed)
     model_dir, checkpoints = folder / "rm" / "model", folder / "rm" / "checkpoints"
-    fit_reward_model(model, tokenizer, train, val, model_dir, checkpoints, config)
+    fit_reward_model(model, tokenizer, train, val, model_dir, checkpoints, config, epochs=epochs)
     _remove(checkpoints)
     return str(model_dir)
 
