@@ -75,3 +75,11 @@ class AdaptiveKLController:
             return
         error = min(0.2, max(-0.2, kl_per_token_nats / self.aim_nats - 1))
         self.coef = max(self.floor, self.coef * (1 + error * n_steps / self.horizon))
+
+
+def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """Schulman's k3 estimate of KL(pi || ref) from sampled tokens, per token:
+    exp(ref - logp) - (ref - logp) - 1, never negative and unbiased for tokens drawn from pi;
+    the penalty GRPO puts in its loss."""
+    log_ratio = ref_logprobs - logprobs
+    return torch.exp(log_ratio) - log_ratio - 1

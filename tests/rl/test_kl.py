@@ -7,6 +7,7 @@ from srft.rl.kl import (
     AdaptiveKLController,
     entropy,
     exact_kl,
+    k3_kl,
     shaped_rewards,
     token_logprobs,
 )
@@ -55,3 +56,9 @@ def test_adaptive_kl_controller_by_hand():
     free = AdaptiveKLController(0.1, aim_nats=0.1, horizon=640, floor=0.0)
     free.update(0.0, n_steps=64)
     assert free.coef == pytest.approx(0.098)
+
+
+def test_k3_kl_by_hand():
+    # pi(a) 0.5, ref(a) 0.25: exp(log 0.5) - log 0.5 - 1 = 0.5 + 0.69315 - 1; equal: 0
+    found = k3_kl(torch.log(torch.tensor([0.5, 0.3])), torch.log(torch.tensor([0.25, 0.3])))
+    assert found.tolist() == pytest.approx([0.5 + math.log(2) - 1, 0.0], abs=1e-6)

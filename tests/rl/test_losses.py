@@ -3,7 +3,14 @@ import math
 import pytest
 import torch
 
-from srft.rl.losses import a2c_policy_loss, clipped_value_loss, ppo_policy_loss
+from srft.rl.losses import (
+    a2c_policy_loss,
+    aggregate,
+    clipped_value_loss,
+    dpo_loss,
+    grpo_policy_loss,
+    ppo_policy_loss,
+)
 
 
 def test_ppo_loss_clips_a_large_ratio_for_a_positive_advantage():
@@ -58,3 +65,73 @@ def test_value_loss_by_hand():
         torch.tensor([[2.0]]), torch.tensor([[1.0]]), torch.tensor([[3.0]]), torch.ones(1, 1), None
     )
     assert unclipped.item() == pytest.approx(0.5)
+
+
+PER_TOKEN = torch.tensor([[1.0, 2.0, 0.0], [3.0, 0.0, 0.0]])
+MASK = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+
+
+@pytest.mark.parametrize(
+    "how, max_tokens, expected",
+    [
+        ("token", None, (1 + 2 + 3) / 3),
+        ("sequence", None, ((1 + 2) / 2 + 3) / 2),
+        ("constant", None, (1 + 2 + 3) / (2 * 3)),
+        ("constant", 4, (1 + 2 + 3) / (2 * 4)),
+    ],
+)
+def test_aggregations_by_hand(how, max_tokens, expected):
+    assert aggregate(PER_TOKEN, MASK, how, max_tokens).item() == pytest.approx(expected)
+
+
+def test_grpo_loss_gives_each_token_its_responses_advantage():
+    # ratio 1: per token -A, so (-1, -1) for the first response and (2) for the second
+    logprobs = torch.zeros(2, 2)
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    advantages = torch.tensor([1.0, -2.0])
+    out = grpo_policy_loss(logprobs, logprobs, None, advantages, mask, 0.2, kl_coef=0.1)
+    assert out.loss.item() == pytest.approx((-1 + 2) / 2)
+    assert out.kl_to_reference == 0.0
+    out = grpo_policy_loss(logprobs, logprobs, None, advantages, mask, 0.2, 0.1, "token")
+    assert out.loss.item() == pytest.approx((-1 - 1 + 2) / 3)
+
+
+def test_grpo_loss_adds_the_k3_kl_to_the_reference():
+    # pi(a) 0.5, ref(a) 0.25 at every token: k3 = 0.5 - log 0.5 - 1 = 0.19315
+    logprobs = torch.full((2, 2), math.log(0.5))
+    ref = torch.full((2, 2), math.log(0.25))
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    advantages = torch.tensor([1.0, -2.0])
+    out = grpo_policy_loss(logprobs, logprobs, ref, advantages, mask, 0.2, kl_coef=0.1)
+    k3 = 0.5 - math.log(0.5) - 1
+    assert out.kl_to_reference == pytest.approx(k3)
+    assert out.loss.item() == pytest.approx((-1 + 2) / 2 + 0.1 * k3)
+
+
+def test_grpo_loss_clips_as_ppo_does():
+    out = grpo_policy_loss(
+        torch.tensor([[0.5]]),
+        torch.zeros(1, 1),
+        None,
+        torch.tensor([1.0]),
+        torch.ones(1, 1),
+        0.2,
+        0.0,
+    )
+    assert out.loss.item() == pytest.approx(-1.2)
+    assert out.clip_fraction == 1.0
+
+
+def test_dpo_loss_by_hand():
+    # pair 1: implicit rewards 0.5 * (-1 + 2) = 0.5 and 0.5 * (-3 + 2) = -0.5, margin 1,
+    # loss log(1 + e^-1); pair 2: margin 0, loss log 2, not counted as right
+    out = dpo_loss(
+        torch.tensor([-1.0, -2.0]),
+        torch.tensor([-3.0, -2.0]),
+        torch.tensor([-2.0, -2.0]),
+        torch.tensor([-2.0, -2.0]),
+        beta=0.5,
+    )
+    assert out.loss.item() == pytest.approx((math.log(1 + math.exp(-1)) + math.log(2)) / 2)
+    assert out.accuracy == 0.5
+    assert out.margin == pytest.approx(0.5)
