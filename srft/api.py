@@ -71,7 +71,7 @@ def rl_finetune(
     config: dict[str, Any] | SrftConfig,
     output_dir: Path = Path("outputs/rl_finetuned_model"),
 ) -> dict[str, Any]:
-    """RL fine-tuning of a policy against a frozen reward model (PPO or A2C).
+    """RL fine-tuning of a policy against a frozen reward model (PPO, A2C, GRPO or RLOO).
 
     Args:
         policy_model_path: the SFT model (the policy's start and the frozen KL reference)

@@ -233,22 +233,58 @@ class RewardTrainingConfig(Section):
     )
 
 
+#: the algorithms that sample a group of responses per prompt, and where each puts the KL
+GROUP_ALGORITHMS = ("GRPO", "RLOO")
+KL_IN = {"GRPO": "loss", "RLOO": "reward"}
+
+
 class RLTrainingConfig(Section):
-    algorithm: Literal["PPO", "A2C"] = Field("PPO", description="PPO or A2C")
+    algorithm: Literal["PPO", "A2C", "GRPO", "RLOO"] = Field(
+        "PPO",
+        description="PPO or A2C (with a value function), or GRPO or RLOO (critic-free: each "
+        "response scored against the others of its prompt's group)",
+    )
     learning_rate: float = Field(1e-5, gt=0, description="Policy learning rate")
     kl_penalty: float = Field(0.1, ge=0, description="KL constraint strength (per-token penalty)")
     entropy_bonus: float = Field(0.01, ge=0, description="Entropy bonus, to maintain diversity")
     reward_scale: float = Field(1.0, gt=0, description="Multiplier of the RM score")
     batch_size: int = Field(
-        64, ge=1, description="Prompts per rollout batch, all processes together"
+        64,
+        ge=1,
+        description="Responses per rollout batch, all processes together (one per prompt; "
+        "GRPO and RLOO: batch_size / group_size prompts, group_size responses each)",
     )
     mini_batch_size: int = Field(
         16, ge=1, description="Sequences per gradient step, all processes together"
     )
     gradient_accumulation_steps: int = Field(1, ge=1, description="Mini-batches per optimizer step")
     max_steps: int = Field(100, ge=1, description="Rollout batches")
-    ppo_epochs: int = Field(4, ge=1, description="PPO passes over each batch")
-    clip_range: float = Field(0.2, gt=0, description="PPO ratio clip")
+    ppo_epochs: int = Field(4, ge=1, description="PPO, GRPO and RLOO passes over each batch")
+    clip_range: float = Field(0.2, gt=0, description="Ratio clip of PPO, GRPO and RLOO")
+    group_size: int = Field(
+        4,
+        ge=2,
+        description="GRPO and RLOO: responses per prompt, each scored against the others "
+        "(a divisor of batch_size)",
+    )
+    kl_in: Literal["loss", "reward"] | None = Field(
+        None,
+        description="GRPO and RLOO: where the KL to the reference goes: 'loss' (each token's k3 "
+        "estimate times the KL coefficient) or 'reward' (the coefficient times the response's "
+        "summed log-ratio, taken off its score); None: loss for GRPO, reward for RLOO (PPO "
+        "and A2C: reward)",
+    )
+    scale_advantages: bool = Field(
+        True,
+        description="GRPO: divide each group's centred scores by their standard deviation "
+        "(false, with loss_aggregation: constant, is Dr. GRPO)",
+    )
+    loss_aggregation: Literal["sequence", "token", "constant"] = Field(
+        "sequence",
+        description="GRPO and RLOO: 'sequence' (mean over responses of each one's token "
+        "mean), 'token' (mean over all tokens) or 'constant' (sum over tokens / responses x "
+        "data.max_response_length, Dr. GRPO); PPO and A2C: token",
+    )
     value_model: Literal["shared", "separate"] = Field(
         "shared",
         description="Value head on the policy's trunk, or a separate critic initialised from the RM",
@@ -287,11 +323,46 @@ class RLTrainingConfig(Section):
         "retries run out",
     )
 
+    @property
+    def grouped(self) -> bool:
+        """Whether the algorithm samples a group of responses per prompt (GRPO, RLOO)."""
+        return self.algorithm in GROUP_ALGORITHMS
+
+    @property
+    def responses_per_prompt(self) -> int:
+        return self.group_size if self.grouped else 1
+
+    @property
+    def prompts_per_batch(self) -> int:
+        """Prompts of a rollout batch, all processes together."""
+        return self.batch_size // self.responses_per_prompt
+
+    @property
+    def kl_in_loss(self) -> bool:
+        return self.grouped and (self.kl_in or KL_IN[self.algorithm]) == "loss"
+
     @model_validator(mode="after")
     def _mini_batch_fits(self) -> RLTrainingConfig:
         if self.mini_batch_size > self.batch_size:
             raise ValueError(
                 f"mini_batch_size: {self.mini_batch_size} is larger than batch_size {self.batch_size}"
+            )
+        if self.grouped and self.batch_size % self.group_size:
+            raise ValueError(
+                f"group_size: {self.group_size} does not divide batch_size {self.batch_size} "
+                "(a rollout is batch_size / group_size prompts, group_size responses each)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _critic_free(self) -> RLTrainingConfig:
+        if self.grouped and self.value_model == "separate":
+            raise ValueError(
+                f"value_model: {self.algorithm} has no value model ('separate' is for PPO and A2C)"
+            )
+        if not self.grouped and self.kl_in == "loss":
+            raise ValueError(
+                f"kl_in: 'loss' is for GRPO and RLOO; {self.algorithm} takes the KL in the reward"
             )
         return self
 
@@ -588,6 +659,13 @@ class SrftConfig(Section):
                     f"{key}: {size} does not split evenly over compute.num_devices "
                     f"{processes}; batch sizes are global, make it a multiple of {processes}"
                 )
+        prompts = self.rl_training.prompts_per_batch
+        if self.rl_training.grouped and prompts % processes:
+            raise ValueError(
+                f"rl_training.batch_size: {prompts} prompts of group_size "
+                f"{self.rl_training.group_size} do not split evenly over compute.num_devices "
+                f"{processes} (a group stays on one process)"
+            )
         if self.compute.strategy == "fsdp" and self.model.lora is not None:
             raise ValueError(
                 "compute.strategy: 'fsdp' shards the whole model, and model.lora trains an "

@@ -347,8 +347,10 @@ class RLOutputs(StageOutputs):
 
     STAGE: ClassVar[int] = 5
     model: Path = Field(Path("model"), description="the trained policy (LoRA merged in)")
-    algorithm: str = Field(description="PPO or A2C")
-    value_model: str = Field(description="shared (value head) or separate (critic)")
+    algorithm: str = Field(description="PPO, A2C, GRPO or RLOO")
+    value_model: str = Field(
+        description="shared (value head), separate (critic) or none (GRPO, RLOO)"
+    )
     steps: int = Field(description="rollout batches done")
     resumed_from_step: int = Field(description="the step an interrupted attempt resumed from")
     final_kl_coef: float = Field(description="the KL penalty coefficient at the end")

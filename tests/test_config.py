@@ -193,6 +193,35 @@ def test_mini_batch_larger_than_batch(tmp_path):
     assert fault(path) == (f"{path}: rl_training.mini_batch_size: 16 is larger than batch_size 8")
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["rl_training.algorithm=GRPO", "rl_training.group_size=3"],
+            "rl_training.group_size: 3 does not divide batch_size 64",
+        ),
+        (
+            ["rl_training.algorithm=RLOO", "rl_training.value_model=separate"],
+            "rl_training.value_model: RLOO has no value model",
+        ),
+        (["rl_training.kl_in=loss"], "rl_training.kl_in: 'loss' is for GRPO and RLOO"),
+        (
+            [
+                "rl_training.algorithm=GRPO",
+                "rl_training.batch_size=24",
+                "rl_training.mini_batch_size=8",
+                "rl_training.group_size=8",
+                "compute.num_devices=2",
+            ],
+            "rl_training.batch_size: 3 prompts of group_size 8 do not split evenly over "
+            "compute.num_devices 2",
+        ),
+    ],
+)
+def test_critic_free_settings_that_cannot_work(overrides, message):
+    assert message in fault(None, overrides)
+
+
 def test_global_batch_that_does_not_split_over_the_processes(tmp_path):
     path = write(tmp_path, "compute:\n  num_devices: 3\n")
     assert fault(path).startswith(f"{path}: sft.batch_size: 64 does not split evenly over")
@@ -252,11 +281,11 @@ def test_zero3_with_lora(tmp_path):
 
 
 def test_unsupported_algorithm(tmp_path):
-    path = write(tmp_path, "rl_training:\n  algorithm: DPO\n")
+    path = write(tmp_path, "rl_training:\n  algorithm: TRPO\n")
     message = fault(path)
     assert message.startswith(f"{path}: rl_training.algorithm: ")
-    assert "'PPO' or 'A2C'" in message
-    assert message.endswith("(got 'DPO')")
+    assert "'PPO', 'A2C', 'GRPO' or 'RLOO'" in message
+    assert message.endswith("(got 'TRPO')")
 
 
 def test_unknown_gate_in_gate_modes(tmp_path):

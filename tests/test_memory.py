@@ -166,6 +166,13 @@ def test_a_separate_critic_is_trained_at_the_reward_models_size():
     assert rl.activations == policy + critic
 
 
+def test_critic_free_rl_has_no_value_model():
+    config = small_config(rl_training={"algorithm": "GRPO", "batch_size": 8, "group_size": 2})
+    rl = plan_memory(config, SMALL, SMALL).stages[-1]
+    assert rl.value_model == 0
+    assert rl.total == pytest.approx(20e9 + 12_549_120)  # the ddp figures less the value head
+
+
 def test_the_stages_and_their_micro_batches():
     plan = plan_memory(small_config(), SMALL, SMALL)
     sft, reward, rl = plan.stages

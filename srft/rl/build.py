@@ -125,7 +125,7 @@ def build_engine(
     if config.rl_training.ptx_coef:  # the config refuses it without data.sft_file
         demonstrations, _ = demonstration_splits(config, tokenizer)
     engine = RLEngine(
-        PolicyWithValue(policy, critic),
+        PolicyWithValue(policy, critic, value=not config.rl_training.grouped),
         tokenizer,
         reward_scorer(config, reward_dir, tokenizer),
         config.rl_training,

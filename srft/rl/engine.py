@@ -1,9 +1,13 @@
 """The RL engine: rollouts scored by a frozen reward, KL-shaped rewards, GAE, and PPO or A2C
-updates of a policy with its value function, on accelerate.
+updates of a policy with its value function, or GRPO or RLOO updates of a policy alone, on
+accelerate.
 
 One `step` is: sample a response per prompt (KV cache), score it, penalise each token by its
 log-ratio to the frozen reference (and measure the exact per-token KL), estimate advantages, and
 update the policy and value function (`ppo_epochs` passes of clipped PPO, or one A2C pass).
+GRPO and RLOO sample a group of `group_size` responses per prompt instead, a response's
+advantage its score against its group's, and update the policy alone (`ppo_epochs` clipped
+passes), the KL in the reward or, as k3 estimates, in the loss.
 
 With several processes, each rolls out its share of the batch with its own sampler; advantages
 are whitened and the step's statistics reduced over all shares, and accelerate averages the
@@ -42,6 +46,7 @@ from srft.models.sharding import (
 )
 from srft.models.zero import deepspeed_enabled, prepare_deepspeed_for, rl_deepspeed_settings
 from srft.rl.advantages import gae, masked_mean
+from srft.rl.groups import grpo_advantages, rloo_advantages
 from srft.rl.kl import (
     AdaptiveKLController,
     FixedKLController,
@@ -49,7 +54,7 @@ from srft.rl.kl import (
     shaped_rewards,
     token_logprobs,
 )
-from srft.rl.losses import a2c_policy_loss, clipped_value_loss, ppo_policy_loss
+from srft.rl.losses import a2c_policy_loss, clipped_value_loss, grpo_policy_loss, ppo_policy_loss
 from srft.rl.measure import PolicySampler
 from srft.rl.policy import PolicyWithValue
 from srft.rl.reductions import mean_over_processes, rollout_metrics, whiten_over_processes
@@ -160,7 +165,8 @@ class RLEngine:
 
     @property
     def batch_size(self) -> int:
-        """Prompts per rollout of this process (and per batch when it samples for measuring)."""
+        """Responses per rollout of this process; as many prompts per batch when it samples one
+        response each for measuring."""
         return self.rl.batch_size // world_size()
 
     @property
@@ -208,8 +214,10 @@ class RLEngine:
     @torch.no_grad()
     def rollout(self, prompts: list[str]) -> Batch:
         """Sample, score and shape this process's `prompts`; advantages and returns by GAE,
-        whitened over every process's share."""
+        whitened over every process's share (GRPO, RLOO: `group_rollout`)."""
         rl = self.rl
+        if rl.grouped:
+            return self.group_rollout(prompts)
         scored = self.sample(prompts)
         mask = scored.mask
         values = scored.values
@@ -229,6 +237,26 @@ class RLEngine:
             **{**vars(scored), "values": values * mask}, advantages=advantages, returns=returns
         )
 
+    @torch.no_grad()
+    def group_rollout(self, prompts: list[str]) -> Batch:
+        """`group_size` responses to each of this process's `prompts` (a prompt's group side
+        by side), scored; with the KL in the reward, a response's score loses the KL
+        coefficient times its summed log-ratio to the reference. Every token of a response
+        carries its advantage against its group (a group never spans processes)."""
+        rl = self.rl
+        scored = self.sample([prompt for prompt in prompts for _ in range(rl.group_size)])
+        mask = scored.mask
+        scores = scored.scores * rl.reward_scale
+        if not rl.kl_in_loss:
+            log_ratio = (scored.logprobs - scored.reference_logprobs) * mask
+            scores = scores - self.kl_controller.coef * log_ratio.sum(1)
+        if rl.algorithm == "GRPO":
+            per_response = grpo_advantages(scores, rl.group_size, rl.scale_advantages)
+        else:
+            per_response = rloo_advantages(scores, rl.group_size)
+        advantages = per_response[:, None] * mask
+        return Batch(**vars(scored), advantages=advantages, returns=torch.zeros_like(advantages))
+
     @property
     def reference_logits(self) -> ReferenceLogits:
         """The frozen reference's logits: a separate copy, or the policy with its LoRA adapter
@@ -246,7 +274,8 @@ class RLEngine:
     # ---- update -------------------------------------------------------------------------
 
     def update(self, batch: Batch) -> dict[str, float]:
-        """PPO: `ppo_epochs` passes over the batch in shuffled mini-batches. A2C: one pass."""
+        """PPO, GRPO, RLOO: `ppo_epochs` passes over the batch in shuffled mini-batches. A2C:
+        one pass."""
         if not self.gradient_checkpointing:
             return self._update(batch)
         self.unwrapped.train()
@@ -257,7 +286,7 @@ class RLEngine:
 
     def _update(self, batch: Batch) -> dict[str, float]:
         rl = self.rl
-        epochs = rl.ppo_epochs if rl.algorithm == "PPO" else 1
+        epochs = 1 if rl.algorithm == "A2C" else rl.ppo_epochs
         size = batch.input_ids.shape[0]
         mini_batch_size = rl.mini_batch_size // world_size()
         keep = batch.response_tokens + 1
@@ -285,28 +314,46 @@ class RLEngine:
         context = (
             self.accelerator.no_sync(self.model) if not (sync or self.deepspeed) else nullcontext()
         )
+        stats: dict[str, float] = {}
         with context:
             logits, values = self.model(
                 batch.input_ids[idx], batch.attention_mask[idx], positions[idx], keep
             )
-            logits, values = logits[:, :-1], values[:, :-1]
+            logits = logits[:, :-1]
             tokens = batch.input_ids[idx][:, -batch.response_tokens :]
             logprobs = token_logprobs(logits, tokens)
             advantages = batch.advantages[idx]
-            if rl.algorithm == "PPO":
-                policy = ppo_policy_loss(
-                    logprobs, batch.logprobs[idx], advantages, mask, rl.clip_range
+            if rl.grouped:
+                policy = grpo_policy_loss(
+                    logprobs,
+                    batch.logprobs[idx],
+                    batch.reference_logprobs[idx] if rl.kl_in_loss else None,
+                    advantages,
+                    mask,
+                    rl.clip_range,
+                    self.kl_controller.coef,
+                    rl.loss_aggregation,
+                    self.max_new_tokens,
                 )
+                loss = policy.loss
+                if rl.kl_in_loss:
+                    stats["kl_k3_per_token_nats"] = policy.kl_to_reference
             else:
-                policy = a2c_policy_loss(logprobs, advantages, mask)
-            value_loss, value_clip_fraction = clipped_value_loss(
-                values,
-                batch.values[idx],
-                batch.returns[idx],
-                mask,
-                rl.value_clip_range if rl.algorithm == "PPO" else None,
-            )
-            loss = policy.loss + rl.vf_coef * value_loss
+                if rl.algorithm == "PPO":
+                    policy = ppo_policy_loss(
+                        logprobs, batch.logprobs[idx], advantages, mask, rl.clip_range
+                    )
+                else:
+                    policy = a2c_policy_loss(logprobs, advantages, mask)
+                value_loss, stats["value_clip_fraction"] = clipped_value_loss(
+                    values[:, :-1],
+                    batch.values[idx],
+                    batch.returns[idx],
+                    mask,
+                    rl.value_clip_range if rl.algorithm == "PPO" else None,
+                )
+                stats["value_loss"] = value_loss.item()
+                loss = policy.loss + rl.vf_coef * value_loss
             if rl.entropy_bonus:
                 loss = loss - rl.entropy_bonus * masked_mean(entropy(logits), mask)
             ptx = self._sft_loss(len(idx)) if rl.ptx_coef else None
@@ -321,13 +368,11 @@ class RLEngine:
                 self.accelerator.clip_grad_norm_(self.model.parameters(), rl.max_grad_norm)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-        stats = {
-            "policy_loss": policy.loss.item(),
-            "value_loss": value_loss.item(),
-            "clip_fraction": policy.clip_fraction,
-            "approx_kl": policy.approx_kl,
-            "value_clip_fraction": value_clip_fraction,
-        }
+        stats.update(
+            policy_loss=policy.loss.item(),
+            clip_fraction=policy.clip_fraction,
+            approx_kl=policy.approx_kl,
+        )
         if ptx is not None:
             stats["ptx_loss"] = ptx.item()
         return stats
@@ -377,13 +422,14 @@ class RLEngine:
     # ---- one step -----------------------------------------------------------------------
 
     def step(self, prompts: list[str]) -> tuple[Batch, dict[str, float]]:
-        """One rollout of the global batch `prompts` (this process's share in the returned
-        batch) and its update; the metrics of both, over all processes."""
+        """One rollout of the global batch's `prompts` (`rl_training.prompts_per_batch`; this
+        process's share in the returned batch) and its update; the metrics of both, over all
+        processes."""
         batch = self.rollout(share(prompts))
         stats = rollout_metrics(batch.mask, batch.kl, batch.entropy, batch.scores)
         stats["kl_coef"] = self.kl_controller.coef
         stats.update(self.update(batch))
-        self.kl_controller.update(stats["kl_per_token_nats"], len(prompts))
+        self.kl_controller.update(stats["kl_per_token_nats"], self.rl.batch_size)
         self.steps_done += 1
         return batch, stats
 

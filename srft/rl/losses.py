@@ -87,12 +87,11 @@ def grpo_policy_loss(
     max_tokens: int | None = None,
 ) -> PolicyLoss:
     """GRPO's objective (Shao et al. 2024), to minimise: per token, the clipped surrogate of
-    the response's advantage (`advantages` is (batch,), one per response) plus `kl_coef` times
-    the k3 estimate of KL(pi || ref) at the token (`ref_logprobs` None: no KL in the loss, as
-    when it is in the reward), reduced by `aggregation`. RLOO's update is this with its own
+    its advantage (every token of a response carries the response's) plus `kl_coef` times the
+    k3 estimate of KL(pi || ref) at the token (`ref_logprobs` None: no KL in the loss, as when
+    it is in the reward), reduced by `aggregation`. RLOO's update is this with its own
     advantages."""
-    per_response = advantages.reshape(-1, 1).expand_as(logprobs)
-    surrogate, was_clipped = _clipped_surrogate(logprobs - old_logprobs, per_response, clip_range)
+    surrogate, was_clipped = _clipped_surrogate(logprobs - old_logprobs, advantages, clip_range)
     kl = torch.zeros_like(logprobs) if ref_logprobs is None else k3_kl(logprobs, ref_logprobs)
     loss = aggregate(surrogate + kl_coef * kl, mask, aggregation, max_tokens)
     with torch.no_grad():

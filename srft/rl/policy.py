@@ -66,14 +66,20 @@ class PolicyWithValue(CausalPolicy):
 
     With no `critic`, V is a linear head on the hidden state that feeds the LM head (captured by
     a hook, so one forward gives both); with a critic, V is the critic's per-token output.
+    Without `value` (the critic-free algorithms), there is no V: the values come back None.
     """
 
-    def __init__(self, policy: PreTrainedModel, critic: PreTrainedModel | None = None) -> None:
+    def __init__(
+        self, policy: PreTrainedModel, critic: PreTrainedModel | None = None, value: bool = True
+    ) -> None:
         super().__init__(policy)
         self.critic = critic
         self.value_head: nn.Linear | None = None
         self._hidden: torch.Tensor | None = None
-        if critic is None:
+        self.has_value = value
+        if not value:
+            assert critic is None, "a critic is a value function"
+        elif critic is None:
             lm_head = base_of(policy).get_output_embeddings()
             self.value_head = nn.Linear(lm_head.in_features, 1)
             nn.init.zeros_(self.value_head.weight)
@@ -86,7 +92,8 @@ class PolicyWithValue(CausalPolicy):
 
     @property
     def shared(self) -> bool:
-        return self.critic is None
+        """Whether V is a head on the policy's own trunk."""
+        return self.value_head is not None
 
     def _capture(self, module: nn.Module, args: tuple) -> None:
         self._hidden = args[0]
@@ -107,9 +114,12 @@ class PolicyWithValue(CausalPolicy):
         attention_mask: torch.Tensor,
         position_ids: torch.Tensor,
         keep: int,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (batch, keep, vocab) and values (batch, keep) at the last `keep` positions."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (batch, keep, vocab) and values (batch, keep) at the last `keep` positions;
+        values None without a value function."""
         out = self._run(input_ids, attention_mask, position_ids, keep)
+        if not self.has_value:
+            return out.logits[:, -keep:], None
         values = (
             self._values_from_hidden()
             if self.shared

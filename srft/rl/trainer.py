@@ -111,7 +111,7 @@ def train_policy(
     try:
         while engine.steps_done < max_steps:
             batch_prompts = prompt_batches(
-                prompts, engine.rl.batch_size, engine.seed, engine.steps_done
+                prompts, engine.rl.prompts_per_batch, engine.seed, engine.steps_done
             )
             batch, stats = engine.step(batch_prompts)
             if judge is not None:

@@ -1,6 +1,6 @@
-"""Stage 5, RL fine-tuning: PPO or A2C from the SFT policy against the frozen stage-3 reward
-model, with the KL guard; the final policy's KL and entropy are the guard's measures of it on
-the held-out prompts."""
+"""Stage 5, RL fine-tuning: PPO, A2C, GRPO or RLOO from the SFT policy against the frozen
+stage-3 reward model, with the KL guard; the final policy's KL and entropy are the guard's
+measures of it on the held-out prompts."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def run(ctx: StageContext) -> StageResult:
             trends[f"{name}_last_steps"] = statistics.fmean(h[name] for h in history[-window:])
     outputs = RLOutputs(
         algorithm=rl.algorithm,
-        value_model=rl.value_model,
+        value_model="none" if rl.grouped else rl.value_model,
         steps=outcome.steps,
         resumed_from_step=resumed_from,
         final_kl_coef=engine.kl_controller.coef,

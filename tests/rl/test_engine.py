@@ -1,5 +1,6 @@
-"""The engine on a tiny random model: PPO and A2C raise a fixed reward; the KL guard rolls back
-and keeps the KL within the target; a checkpoint resumes where it stopped."""
+"""The engine on a tiny random model: PPO, A2C, GRPO and RLOO raise a fixed reward; the KL
+penalty holds GRPO and RLOO near the reference; the KL guard rolls back and keeps the KL within
+the target; a checkpoint resumes where it stopped."""
 
 import copy
 import math
@@ -54,15 +55,17 @@ def make_engine(
     rl = RLTrainingConfig(
         algorithm=algorithm,
         learning_rate=learning_rate,
-        kl_penalty=0.0,
-        adaptive_kl=False,
-        batch_size=32,
-        mini_batch_size=16,
-        ppo_epochs=4 if algorithm == "PPO" else 1,
-        **settings,
+        **{
+            "kl_penalty": 0.0,
+            "adaptive_kl": False,
+            "batch_size": 32,
+            "mini_batch_size": 16,
+            "ppo_epochs": 4 if algorithm == "PPO" else 1,
+            **settings,
+        },
     )
     return RLEngine(
-        PolicyWithValue(policy, critic),
+        PolicyWithValue(policy, critic, value=not rl.grouped),
         tokenizer,
         fruit_share,
         rl,
@@ -85,6 +88,40 @@ def test_rl_raises_a_fixed_reward(algorithm, shared):
     rewards = [engine.step(prompts)[1]["reward"] for _ in range(25)]
     first, last = statistics.fmean(rewards[:3]), statistics.fmean(rewards[-3:])
     assert last > first + 0.2, (first, last)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "settings"),
+    [
+        ("GRPO", {}),
+        ("GRPO", {"scale_advantages": False, "loss_aggregation": "constant"}),  # Dr. GRPO
+        ("RLOO", {"loss_aggregation": "token"}),
+    ],
+)
+def test_critic_free_rl_raises_a_fixed_reward(algorithm, settings):
+    torch.set_num_threads(1)
+    engine = make_engine(algorithm, 3e-3, group_size=4, **settings)
+    assert engine.unwrapped.value_head is None and engine.unwrapped.critic is None
+    rewards = []
+    for _ in range(25):
+        batch, stats = engine.step(PROMPTS * 2)  # batch_size 32: 8 prompts, 4 responses each
+        rewards.append(stats["reward"])
+    assert batch.input_ids.shape[0] == 32
+    assert "value_loss" not in stats
+    first, last = statistics.fmean(rewards[:3]), statistics.fmean(rewards[-3:])
+    assert last > first + 0.2, (first, last)
+
+
+@pytest.mark.parametrize(("algorithm", "kl_in"), [("GRPO", "loss"), ("RLOO", "reward")])
+def test_the_kl_coefficient_holds_critic_free_rl_to_the_reference(algorithm, kl_in):
+    torch.set_num_threads(1)
+    kls = {}
+    for coef in (0.0, 1.0):
+        engine = make_engine(algorithm, 3e-3, group_size=4, kl_in=kl_in, kl_penalty=coef)
+        stats = [engine.step(PROMPTS * 2)[1] for _ in range(15)]
+        kls[coef] = statistics.fmean(s["kl_per_token_nats"] for s in stats[-5:])
+        assert ("kl_k3_per_token_nats" in stats[-1]) == (kl_in == "loss")
+    assert kls[1.0] < kls[0.0] / 2, kls
 
 
 def _demonstration_loss(engine, demonstrations) -> float:

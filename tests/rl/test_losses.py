@@ -84,11 +84,11 @@ def test_aggregations_by_hand(how, max_tokens, expected):
     assert aggregate(PER_TOKEN, MASK, how, max_tokens).item() == pytest.approx(expected)
 
 
-def test_grpo_loss_gives_each_token_its_responses_advantage():
+def test_grpo_loss_reduces_per_response_or_per_token():
     # ratio 1: per token -A, so (-1, -1) for the first response and (2) for the second
     logprobs = torch.zeros(2, 2)
     mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
-    advantages = torch.tensor([1.0, -2.0])
+    advantages = torch.tensor([[1.0, 1.0], [-2.0, -2.0]])
     out = grpo_policy_loss(logprobs, logprobs, None, advantages, mask, 0.2, kl_coef=0.1)
     assert out.loss.item() == pytest.approx((-1 + 2) / 2)
     assert out.kl_to_reference == 0.0
@@ -101,7 +101,7 @@ def test_grpo_loss_adds_the_k3_kl_to_the_reference():
     logprobs = torch.full((2, 2), math.log(0.5))
     ref = torch.full((2, 2), math.log(0.25))
     mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
-    advantages = torch.tensor([1.0, -2.0])
+    advantages = torch.tensor([[1.0, 1.0], [-2.0, -2.0]])
     out = grpo_policy_loss(logprobs, logprobs, ref, advantages, mask, 0.2, kl_coef=0.1)
     k3 = 0.5 - math.log(0.5) - 1
     assert out.kl_to_reference == pytest.approx(k3)
@@ -113,7 +113,7 @@ def test_grpo_loss_clips_as_ppo_does():
         torch.tensor([[0.5]]),
         torch.zeros(1, 1),
         None,
-        torch.tensor([1.0]),
+        torch.tensor([[1.0]]),
         torch.ones(1, 1),
         0.2,
         0.0,
