@@ -181,8 +181,9 @@ class RLEngine:
     # ---- rollout ------------------------------------------------------------------------
 
     @torch.no_grad()
-    def sample(self, prompts: list[str]) -> ScoredSample:
-        """One response per prompt from the current policy, scored (KL, entropy, reward)."""
+    def sample(self, prompts: list[str], group_size: int = 1) -> ScoredSample:
+        """`group_size` responses per prompt from the current policy (a prompt's side by side,
+        from one prefill), scored (KL, entropy, reward)."""
         return sample_and_score(
             self.unwrapped,
             self.reference_logits,
@@ -193,6 +194,7 @@ class RLEngine:
             self.max_new_tokens,
             self.generator,
             lockstep=self.lockstep,
+            group_size=group_size,
         )
 
     def measuring_sampler(self, seed: int) -> PolicySampler:
@@ -244,7 +246,7 @@ class RLEngine:
         coefficient times its summed log-ratio to the reference. Every token of a response
         carries its advantage against its group (a group never spans processes)."""
         rl = self.rl
-        scored = self.sample([prompt for prompt in prompts for _ in range(rl.group_size)])
+        scored = self.sample(prompts, rl.group_size)
         mask = scored.mask
         scores = scored.scores * rl.reward_scale
         if not rl.kl_in_loss:

@@ -61,21 +61,30 @@ def sample(
     generator: torch.Generator | None = None,
     temperature: float = 1.0,
     lockstep: bool = False,
+    group_size: int = 1,
 ) -> Samples:
     """Sample up to `max_new_tokens` tokens per query from the policy's own distribution,
-    stopping each sequence at EOS; the KV cache makes each step cost one token's forward. In
+    stopping each sequence at EOS; the KV cache makes each step cost one token's forward. With
+    `group_size` k, each query is sampled k times (its k samples side by side) from one
+    prefill: the queries' forward runs once and its KV cache is expanded to the k samples. In
     `lockstep` (a sharded policy, whose every forward all processes run together), sampling
     goes on until every process's sequences have stopped."""
     device = query_ids.device
-    batch = query_ids.shape[0]
     cache = DynamicCache()
+    logits, values = model.step(query_ids, query_mask, position_ids(query_mask), cache)
+    if group_size > 1:
+        cache.batch_repeat_interleave(group_size)
+        query_ids, query_mask, logits = (
+            t.repeat_interleave(group_size, dim=0) for t in (query_ids, query_mask, logits)
+        )
+        if values is not None:
+            values = values.repeat_interleave(group_size, dim=0)
+    batch = query_ids.shape[0]
     mask = query_mask
-    step_input = query_ids
     positions = position_ids(query_mask)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     tokens, alive, step_logits, step_values = [], [], [], []
-    for _ in range(max_new_tokens):
-        logits, values = model.step(step_input, mask, positions, cache)
+    for step in range(max_new_tokens):
         # In lockstep, a process whose sequences have all stopped only runs the forward with
         # the others: it records nothing and draws nothing from its generator.
         if not bool(finished.all()):
@@ -89,11 +98,11 @@ def sample(
             alive.append(~finished)
             tokens.append(token)
             finished = finished | (token == eos_token_id)
-        if _all_finished(finished, lockstep):
+        if _all_finished(finished, lockstep) or step + 1 == max_new_tokens:
             break
-        step_input = token.unsqueeze(-1)
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
         positions = positions[:, -1:] + 1
+        logits, values = model.step(token.unsqueeze(-1), mask, positions, cache)
     return Samples(
         query_ids=query_ids,
         query_mask=query_mask,
@@ -142,10 +151,12 @@ def sample_and_score(
     max_new_tokens: int,
     generator: torch.Generator,
     lockstep: bool = False,
+    group_size: int = 1,
 ) -> ScoredSample:
-    """One sampled response per prompt, with its log-probabilities under the policy and the
-    reference, the exact per-token KL and entropy, and its reward. The policy's full logits are
-    dropped here: only per-token numbers are kept. `lockstep`: as `sample`'s."""
+    """One sampled response per prompt (`group_size` per prompt, side by side, from one
+    prefill), with its log-probabilities under the policy and the reference, the exact
+    per-token KL and entropy, and its reward. The policy's full logits are dropped here: only
+    per-token numbers are kept. `lockstep`: as `sample`'s."""
     device = generator.device
     encoded = [encode_prompt(tokenizer, p, max_prompt_length) for p in prompts]
     query_ids, query_mask = (t.to(device) for t in left_pad(encoded, tokenizer.pad_token_id))
@@ -158,10 +169,13 @@ def sample_and_score(
         tokenizer.pad_token_id,
         generator,
         lockstep=lockstep,
+        group_size=group_size,
     )
+    prompts = [prompt for prompt in prompts for _ in range(group_size)]
+    encoded = [ids for ids in encoded for _ in range(group_size)]
     mask = samples.response_mask
-    input_ids = torch.cat([query_ids, samples.response_ids], dim=1)
-    attention_mask = torch.cat([query_mask, mask.long()], dim=1)
+    input_ids = torch.cat([samples.query_ids, samples.response_ids], dim=1)
+    attention_mask = torch.cat([samples.query_mask, mask.long()], dim=1)
     keep = mask.shape[1] + 1
     ref_logits = reference_logits(input_ids, attention_mask, position_ids(attention_mask))
     ref_logits = ref_logits[:, -keep:-1].float()  # a reference held in half precision
