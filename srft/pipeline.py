@@ -176,7 +176,13 @@ class Pipeline:
                 index += 1
                 self._write_summary("running", started)
                 continue
-            adjustment = spec.adjust(effective, result.gates, attempt) if spec.adjust else None
+            # a remedy builds on the settings this attempt's stages ran with, its own and those
+            # earlier remedies gave the stages before it
+            ran_with = _with_changes(
+                config,
+                {k: v for n in stages[: index + 1] for k, v in adjustments.get(n, {}).items()},
+            )
+            adjustment = spec.adjust(ran_with, result.gates, attempt) if spec.adjust else None
             verdict, reason = retry_or_stop(
                 adjustment, retries.get(number, 0), config.gates.max_retries
             )

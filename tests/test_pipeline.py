@@ -325,6 +325,23 @@ def test_retries_run_out(tmp_path, monkeypatch):
     assert read_jsonl(run.decisions)[-1]["reason"] == "retries exhausted"
 
 
+def more_sft_epochs(config: SrftConfig, failed, attempt: int) -> Adjustment:
+    return Adjustment({"sft.epochs": config.sft.epochs * 2}, "more SFT", rerun_from=1)
+
+
+def test_a_remedy_for_an_earlier_stage_builds_on_the_settings_it_last_ran_with(
+    tmp_path, monkeypatch
+):
+    # stage 2 fails every time and sends stage 1 back with twice the epochs it ran with
+    calls = install(monkeypatch, {2: failing_gate}, adjust=more_sft_epochs)
+    run = RunDir(tmp_path / "run")
+    config = stand_in_config("gates.max_retries=2", "sft.epochs=1")
+    assert Pipeline(config, run.root).execute([1, 2]).status == "failed"
+    assert [ctx.config.sft.epochs for ctx in calls[1]] == [1, 2, 4]
+    changes = [r.get("changes") for r in read_jsonl(run.decisions) if r["decision"] == "retry"]
+    assert changes == [{"sft.epochs": 2}, {"sft.epochs": 4}]
+
+
 def test_a_failed_attempt_is_forgotten_once_the_stage_is_current_again(tmp_path, monkeypatch):
     # pair_count is 5: it holds against min_pairs 1 and fails against 1000
     install(monkeypatch, {2: failing_gate})
