@@ -160,11 +160,11 @@ class DataConfig(Section):
 
 
 class SFTConfig(Section):
-    learning_rate: float = Field(8e-3, gt=0, description="Peak learning rate")
+    learning_rate: float = Field(5e-3, gt=0, description="Peak learning rate")
     batch_size: int = Field(
         64, ge=1, description="Examples per optimizer step, all processes together"
     )
-    epochs: float = Field(8, gt=0, description="Passes over the SFT data")
+    epochs: float = Field(12, gt=0, description="Passes over the SFT data")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with linear warm-up")
 
@@ -596,7 +596,7 @@ class GatesConfig(Section):
 
 class WorldConfig(Section):
     n_sft_list: int = Field(3000, ge=10, description="List-task SFT demonstrations")
-    n_sft_skill: int = Field(1500, ge=10, description="Capability-task SFT demonstrations")
+    n_sft_skill: int = Field(3000, ge=10, description="Capability-task SFT demonstrations")
     n_preference_prompts: int = Field(3500, ge=10, description="Prompts for stage 2 and RL")
     n_eval_prompts: int = Field(200, ge=10, description="Held-out prompts for the win rate")
     n_benchmark_items: int = Field(100, ge=5, description="Items per capability benchmark")

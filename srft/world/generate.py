@@ -102,7 +102,7 @@ class WorldData:
 def generate_world(
     seed: int,
     n_sft_list: int = 3000,
-    n_sft_skill: int = 1500,
+    n_sft_skill: int = 3000,
     n_preference_prompts: int = 3500,
     n_eval_prompts: int = 200,
     n_benchmark_items: int = 100,
