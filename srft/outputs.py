@@ -486,6 +486,12 @@ class EvaluationOutputs(StageOutputs):
         description="the final reward model's accuracy on stage 2's test pairs"
     )
     reward_gain: float = Field(description="final minus SFT mean reward")
+    sft_judge_score: float | None = Field(
+        None, description="the SFT policy's mean judge score on the held-out prompts"
+    )
+    final_judge_score: float | None = Field(
+        None, description="the final policy's mean judge score on the same prompts"
+    )
     judge_gain: float | None = Field(description="final minus SFT mean judge score")
     reward_hacking: bool | None = Field(
         description="reward up while the judge's score stays flat or falls; None without a judge"

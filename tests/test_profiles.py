@@ -117,3 +117,6 @@ def test_the_smollm2_profile_runs_all_seven_stages_on_arithmetic(tmp_path):
         assert eighths == pytest.approx(round(eighths)) and 0 <= eighths <= 8
     gain = report["final"]["judge_score"] - report["sft"]["judge_score"]
     assert report["judge_gain"] == pytest.approx(gain)
+    summary = read_json(run.summary)["metrics"]
+    for policy in ("sft", "final"):
+        assert summary[f"stage7_evaluation.{policy}_judge_score"] == report[policy]["judge_score"]

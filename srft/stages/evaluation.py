@@ -123,6 +123,8 @@ def run(ctx: StageContext) -> StageResult:
         final_kl_per_sequence_nats=kl.kl_per_sequence_nats,
         reward_accuracy_val=accuracy_val,
         reward_gain=reward_gain,
+        sft_judge_score=sft_sample.metrics.judge_score,
+        final_judge_score=final.metrics.judge_score,
         judge_gain=judge_gain,
         reward_hacking=hacking,
         interpretability=_interpretability(config, [final, sft_sample]),

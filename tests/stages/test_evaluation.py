@@ -57,6 +57,9 @@ def test_stages_5_to_7_finish_the_run_with_a_report(good_run, stages_5_to_7):
     evaluation = read_json(run.stage(7) / "evaluation_report.json")
     assert set(evaluation["metrics"]["benchmarks"]) == {"next", "last"}
     assert evaluated[7, "win_rate"]["value"] == pytest.approx(evaluation["metrics"]["win_rate"])
+    for policy in ("sft", "final"):  # the held-out judge means, beside the KL and retention
+        judge_score = evaluation["metrics"][policy]["judge_score"]
+        assert summary["metrics"][f"stage7_evaluation.{policy}_judge_score"] == judge_score
     assert "reward_criterion_correlation" in evaluation["interpretability"]
 
     assert set(GATE_NAMES) == set(summary["gates"])
