@@ -82,4 +82,4 @@ def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     exp(ref - logp) - (ref - logp) - 1, never negative and unbiased for tokens drawn from pi;
     the penalty GRPO puts in its loss."""
     log_ratio = ref_logprobs - logprobs
-    return torch.exp(log_ratio) - log_ratio - 1
+    return torch.expm1(log_ratio) - log_ratio

@@ -57,6 +57,17 @@ def _clipped_surrogate(
     return torch.maximum(unclipped, clipped), clipped > unclipped
 
 
+@torch.no_grad()
+def _ratio_diagnostics(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, was_clipped: torch.Tensor, mask
+) -> tuple[float, float]:
+    """The share of tokens whose ratio was clipped, and the k3 estimate of KL(old || new)."""
+    return (
+        masked_mean(was_clipped.float(), mask).item(),
+        masked_mean(k3_kl(old_logprobs, logprobs), mask).item(),
+    )
+
+
 def ppo_policy_loss(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
@@ -66,13 +77,9 @@ def ppo_policy_loss(
 ) -> PolicyLoss:
     """PPO's clipped surrogate (Schulman et al. 2017), to minimise:
     mean of max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps))."""
-    log_ratio = logprobs - old_logprobs
-    surrogate, was_clipped = _clipped_surrogate(log_ratio, advantages, clip_range)
+    surrogate, was_clipped = _clipped_surrogate(logprobs - old_logprobs, advantages, clip_range)
     loss = masked_mean(surrogate, mask)
-    with torch.no_grad():
-        clip_fraction = masked_mean(was_clipped.float(), mask).item()
-        approx_kl = masked_mean(torch.expm1(log_ratio) - log_ratio, mask).item()
-    return PolicyLoss(loss, clip_fraction, approx_kl)
+    return PolicyLoss(loss, *_ratio_diagnostics(logprobs, old_logprobs, was_clipped, mask))
 
 
 def grpo_policy_loss(
@@ -94,12 +101,8 @@ def grpo_policy_loss(
     surrogate, was_clipped = _clipped_surrogate(logprobs - old_logprobs, advantages, clip_range)
     kl = torch.zeros_like(logprobs) if ref_logprobs is None else k3_kl(logprobs, ref_logprobs)
     loss = aggregate(surrogate + kl_coef * kl, mask, aggregation, max_tokens)
-    with torch.no_grad():
-        log_ratio = logprobs - old_logprobs
-        clip_fraction = masked_mean(was_clipped.float(), mask).item()
-        approx_kl = masked_mean(torch.expm1(log_ratio) - log_ratio, mask).item()
-        kl_to_reference = masked_mean(kl, mask).item()
-    return PolicyLoss(loss, clip_fraction, approx_kl, kl_to_reference)
+    clip_fraction, approx_kl = _ratio_diagnostics(logprobs, old_logprobs, was_clipped, mask)
+    return PolicyLoss(loss, clip_fraction, approx_kl, masked_mean(kl.detach(), mask).item())
 
 
 def a2c_policy_loss(

@@ -76,7 +76,6 @@ class PolicyWithValue(CausalPolicy):
         self.critic = critic
         self.value_head: nn.Linear | None = None
         self._hidden: torch.Tensor | None = None
-        self.has_value = value
         if not value:
             assert critic is None, "a critic is a value function"
         elif critic is None:
@@ -89,6 +88,10 @@ class PolicyWithValue(CausalPolicy):
         else:
             layers = getattr(critic, "_no_split_modules", None) or []
             self._no_split_modules = sorted({*self._no_split_modules, *layers})
+
+    @property
+    def has_value(self) -> bool:
+        return self.value_head is not None or self.critic is not None
 
     @property
     def shared(self) -> bool:
