@@ -71,12 +71,14 @@ def rl_finetune(
     config: dict[str, Any] | SrftConfig,
     output_dir: Path = Path("outputs/rl_finetuned_model"),
 ) -> dict[str, Any]:
-    """RL fine-tuning of a policy against a frozen reward model (PPO, A2C, GRPO or RLOO).
+    """RL fine-tuning of a policy against a frozen reward model (PPO, A2C, GRPO or RLOO), or
+    DPO on preference pairs (the reward model then measures the policy's samples).
 
     Args:
         policy_model_path: the SFT model (the policy's start and the frozen KL reference)
         reward_model_path: the trained reward model (sequence classification, one output)
-        prompts_file: prompts for RL, JSONL rows {prompt}
+        prompts_file: prompts for RL, JSONL rows {prompt}; for DPO, preference pairs, rows
+            {prompt, chosen, rejected}
         config: the rl_training keys (learning_rate, kl_penalty, batch_size, ...) as a dict,
             optionally with "constraints" (kl_target, ...); a full srft config dict; or an
             SrftConfig
@@ -94,12 +96,17 @@ def rl_finetune(
 
     config = _as_config(config, "rl_training")
     output_dir = Path(output_dir)
-    prompts = [row["prompt"] for row in read_prompt_rows(prompts_file, ("prompt",))]
+    if config.rl_training.offline:
+        examples = read_pairs(prompts_file, score_scale=config.data.score_scale).pairs
+        prompts = [pair.prompt for pair in examples]
+    else:
+        prompts = [row["prompt"] for row in read_prompt_rows(prompts_file, ("prompt",))]
+        examples = prompts
     engine = build_engine(config, str(policy_model_path), str(reward_model_path))
     guard = guard_settings(config, held_out=prompts[-max(1, len(prompts) // 10) :])
     outcome = train_policy(
         engine,
-        prompts,
+        examples,
         config.rl_training.max_steps,
         output_dir / "checkpoints",
         guard,

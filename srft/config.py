@@ -239,10 +239,11 @@ KL_IN = {"GRPO": "loss", "RLOO": "reward"}
 
 
 class RLTrainingConfig(Section):
-    algorithm: Literal["PPO", "A2C", "GRPO", "RLOO"] = Field(
+    algorithm: Literal["PPO", "A2C", "GRPO", "RLOO", "DPO"] = Field(
         "PPO",
-        description="PPO or A2C (with a value function), or GRPO or RLOO (critic-free: each "
-        "response scored against the others of its prompt's group)",
+        description="PPO or A2C (with a value function), GRPO or RLOO (critic-free: each "
+        "response scored against the others of its prompt's group), or DPO (offline, from "
+        "stage 2's training pairs, the SFT policy the reference)",
     )
     learning_rate: float = Field(1e-5, gt=0, description="Policy learning rate")
     kl_penalty: float = Field(0.1, ge=0, description="KL constraint strength (per-token penalty)")
@@ -252,13 +253,16 @@ class RLTrainingConfig(Section):
         64,
         ge=1,
         description="Responses per rollout batch, all processes together (one per prompt; "
-        "GRPO and RLOO: batch_size / group_size prompts, group_size responses each)",
+        "GRPO and RLOO: batch_size / group_size prompts, group_size responses each; DPO: "
+        "preference pairs per step)",
     )
     mini_batch_size: int = Field(
-        16, ge=1, description="Sequences per gradient step, all processes together"
+        16,
+        ge=1,
+        description="Sequences (DPO: pairs) per gradient step, all processes together",
     )
     gradient_accumulation_steps: int = Field(1, ge=1, description="Mini-batches per optimizer step")
-    max_steps: int = Field(100, ge=1, description="Rollout batches")
+    max_steps: int = Field(100, ge=1, description="Rollout batches (DPO: batches of pairs)")
     ppo_epochs: int = Field(4, ge=1, description="PPO, GRPO and RLOO passes over each batch")
     clip_range: float = Field(0.2, gt=0, description="Ratio clip of PPO, GRPO and RLOO")
     group_size: int = Field(
@@ -285,6 +289,12 @@ class RLTrainingConfig(Section):
         "mean), 'token' (mean over all tokens) or 'constant' (sum over tokens / responses x "
         "data.max_response_length, Dr. GRPO); PPO and A2C: token",
     )
+    beta: float = Field(
+        0.1,
+        gt=0,
+        description="DPO: the KL coefficient of its objective, the scale of its implicit "
+        "reward beta x log(policy / reference); the KL guard's rollback doubles it",
+    )
     value_model: Literal["shared", "separate"] = Field(
         "shared",
         description="Value head on the policy's trunk, or a separate critic initialised from the RM",
@@ -306,7 +316,7 @@ class RLTrainingConfig(Section):
     adaptive_kl: bool = Field(
         True,
         description="Adapt kl_penalty so the KL approaches its aim, "
-        "constraints.kl_target x adaptive_kl_fraction",
+        "constraints.kl_target x adaptive_kl_fraction (online algorithms; DPO's beta is fixed)",
     )
     adaptive_kl_fraction: float = Field(
         0.5,
@@ -315,6 +325,21 @@ class RLTrainingConfig(Section):
         description="The adaptive controller's aim as a share of the KL bound kl_target",
     )
     kl_horizon: int = Field(100, ge=1, description="Episodes over which the KL controller adapts")
+    reward_functions: list[str] = Field(
+        default_factory=list,
+        description="Verifiable rewards, 'module:function' each, called as TRL calls its "
+        "reward functions: f(prompts=[...], completions=[...]) -> one number per completion; "
+        "added to the reward model's score by reward_weights (online algorithms)",
+    )
+    reward_weights: list[float] | None = Field(
+        None, description="One weight per reward function; None = 1.0 each"
+    )
+    reward_model_weight: float = Field(
+        1.0,
+        ge=0,
+        description="Weight of the reward model's score in the reward (0 with reward_functions: "
+        "those alone; the reward model's gates hold either way)",
+    )
     early_stop_on_kl: bool = Field(
         True,
         description="At the start, every save_interval steps and at the end, measure the KL "
@@ -329,12 +354,22 @@ class RLTrainingConfig(Section):
         return self.algorithm in GROUP_ALGORITHMS
 
     @property
+    def offline(self) -> bool:
+        """Whether the policy learns from stage 2's pairs rather than its own samples (DPO)."""
+        return self.algorithm == "DPO"
+
+    @property
+    def critic_free(self) -> bool:
+        """Whether the algorithm trains no value function (GRPO, RLOO, DPO)."""
+        return self.grouped or self.offline
+
+    @property
     def responses_per_prompt(self) -> int:
         return self.group_size if self.grouped else 1
 
     @property
     def prompts_per_batch(self) -> int:
-        """Prompts of a rollout batch, all processes together."""
+        """Prompts of a rollout batch (DPO: pairs of a batch), all processes together."""
         return self.batch_size // self.responses_per_prompt
 
     @property
@@ -355,11 +390,34 @@ class RLTrainingConfig(Section):
         return self
 
     @model_validator(mode="after")
+    def _rewards(self) -> RLTrainingConfig:
+        functions = self.reward_functions
+        for spec in functions:
+            module, sep, name = spec.partition(":")
+            if not (module and sep and name):
+                raise ValueError(f"reward_functions: expected 'module:function', got '{spec}'")
+        if self.reward_weights is not None and len(self.reward_weights) != len(functions):
+            raise ValueError(
+                f"reward_weights: {len(self.reward_weights)} weights for {len(functions)} "
+                "reward functions (one each)"
+            )
+        if functions and self.offline:
+            raise ValueError(
+                "reward_functions: DPO learns from stage 2's pairs and scores no samples; "
+                "reward functions are for PPO, A2C, GRPO and RLOO"
+            )
+        if self.reward_model_weight == 0 and not functions:
+            raise ValueError("reward_model_weight: 0 with no reward_functions leaves no reward")
+        return self
+
+    @model_validator(mode="after")
     def _critic_free(self) -> RLTrainingConfig:
-        if self.grouped and self.value_model == "separate":
+        if self.critic_free and self.value_model == "separate":
             raise ValueError(
                 f"value_model: {self.algorithm} has no value model ('separate' is for PPO and A2C)"
             )
+        if self.offline and self.kl_in is not None:
+            raise ValueError("kl_in: is for GRPO and RLOO; DPO's KL is in its objective (beta)")
         if not self.grouped and self.kl_in == "loss":
             raise ValueError(
                 f"kl_in: 'loss' is for GRPO and RLOO; {self.algorithm} takes the KL in the reward"

@@ -244,13 +244,13 @@ def _trained_stage(
 
 def _rl_stage(config: SrftConfig, policy: ModelShape, reward: ModelShape) -> StageMemory:
     """The policy in training, its frozen reference (none under LoRA), the value head or the
-    critic (a trained model the reward model's size; none for GRPO and RLOO), the frozen
+    critic (a trained model the reward model's size; none for GRPO, RLOO and DPO), the frozen
     reward model."""
     layout = Layout.of(config.compute)
     sequences = config.rl_training.mini_batch_size // layout.num_devices
     model = _trained(policy, config)
     activations = _activations(policy, sequences, config, logits=True)
-    if config.rl_training.grouped:
+    if config.rl_training.critic_free:
         value = trained_bytes(0, layout)
     elif config.rl_training.value_model == "shared":
         value = trained_bytes(policy.hidden_size + 1, layout)

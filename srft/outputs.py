@@ -347,9 +347,9 @@ class RLOutputs(StageOutputs):
 
     STAGE: ClassVar[int] = 5
     model: Path = Field(Path("model"), description="the trained policy (LoRA merged in)")
-    algorithm: str = Field(description="PPO, A2C, GRPO or RLOO")
+    algorithm: str = Field(description="PPO, A2C, GRPO, RLOO or DPO")
     value_model: str = Field(
-        description="shared (value head), separate (critic) or none (GRPO, RLOO)"
+        description="shared (value head), separate (critic) or none (GRPO, RLOO, DPO)"
     )
     steps: int = Field(description="rollout batches done")
     resumed_from_step: int = Field(description="the step an interrupted attempt resumed from")
@@ -366,8 +366,12 @@ class RLOutputs(StageOutputs):
     final_reward: float = Field(description="mean reward-model score")
     final_response_tokens: float = Field(description="mean response length, tokens")
     final_judge_score: float | None = Field(None, description="mean judge score, in [0, 1]")
-    reward_first_steps: float | None = Field(None, description="mean reward, first steps")
-    reward_last_steps: float | None = Field(None, description="mean reward, last steps")
+    reward_first_steps: float | None = Field(
+        None, description="mean reward, first steps (DPO: held-out, at the start)"
+    )
+    reward_last_steps: float | None = Field(
+        None, description="mean reward, last steps (DPO: held-out, at the end)"
+    )
     judge_score_first_steps: float | None = Field(None, description="judge score, first steps")
     judge_score_last_steps: float | None = Field(None, description="judge score, last steps")
     policy_loss_first_steps: float | None = Field(None, description="policy loss, first steps")

@@ -1,7 +1,7 @@
 """The names a config gives benchmark kinds, judges and annotators: each must be registered, by
-srft or by one of the user's `plugins` modules (which `srft.config.validate_config` imports).
-Checked before a run and by `srft validate-config`, apart from the schema, because the
-registries live in modules that import the schema."""
+srft or by one of the user's `plugins` modules (which `srft.config.validate_config` imports);
+and RL's reward functions must import. Checked before a run and by `srft validate-config`,
+apart from the schema, because the registries live in modules that import the schema."""
 
 from __future__ import annotations
 
@@ -32,6 +32,13 @@ def check_registered_names(config: SrftConfig, source: str) -> None:
 
         _check_names(JUDGES, judges, source)
         _check_names(ANNOTATORS, annotators, source)
+    if config.rl_training.reward_functions:
+        from srft.rl.rewards import reward_functions
+
+        try:
+            reward_functions(config.rl_training)
+        except SrftError as err:
+            raise ConfigError(f"{source}: {err}") from None
 
 
 def _registered_names(config: SrftConfig, keys: tuple[str, ...]) -> dict[str, str]:

@@ -348,6 +348,15 @@ def _stage4(o: RewardValidationOutputs, e: Evidence) -> list[str]:
 
 
 def _stage5(o: RLOutputs, e: Evidence) -> list[str]:
+    offline = o.algorithm == "DPO"
+    loss = f"{_number(o.policy_loss_first_steps)} -> {_number(o.policy_loss_last_steps)}"
+    if offline:  # DPO's loss is its objective: it falls as the policy learns the pairs
+        falling = None
+        if o.policy_loss_first_steps is not None and o.policy_loss_last_steps is not None:
+            falling = o.policy_loss_last_steps < o.policy_loss_first_steps
+        loss_box = _box(falling, f"DPO loss falling: {loss}")
+    else:
+        loss_box = _box(None, f"Policy loss: {loss}", "a PPO surrogate has no trend to expect")
     return [
         _box(o.steps > 0, f"RL algorithm: {o.algorithm} (value model: {o.value_model})"),
         _box(
@@ -356,23 +365,20 @@ def _stage5(o: RLOutputs, e: Evidence) -> list[str]:
         ),
         _box(
             o.steps > 0,
-            f"Training: {o.steps} steps, {o.episodes} episodes, {o.rollbacks} KL rollbacks",
+            f"Training: {o.steps} steps, {o.episodes} {'pairs' if offline else 'episodes'}, "
+            f"{o.rollbacks} KL rollbacks",
         ),
         _gate_box(e.gates, "kl_divergence", "KL divergence"),
         _gate_box(e.gates, "entropy", "Entropy"),
         _box(
             o.reward_improving,
-            f"Average reward trending up: {_number(o.reward_first_steps)} -> "
+            f"Average reward trending up{' (held-out samples)' if offline else ''}: "
+            f"{_number(o.reward_first_steps)} -> "
             f"{_number(o.reward_last_steps)}",
         ),
+        loss_box,
         _box(
-            None,
-            f"Policy loss: {_number(o.policy_loss_first_steps)} -> "
-            f"{_number(o.policy_loss_last_steps)}",
-            "a PPO surrogate has no trend to expect",
-        ),
-        _box(
-            e.holds("model/config.json") and "kl_per_token_nats" in e.logged,
+            e.holds("model/config.json") and "held_out_kl_per_token_nats" in e.logged,
             "Policy and logs saved (stage5_rl/model, metrics.jsonl)",
         ),
     ]

@@ -206,6 +206,15 @@ def test_mini_batch_larger_than_batch(tmp_path):
         ),
         (["rl_training.kl_in=loss"], "rl_training.kl_in: 'loss' is for GRPO and RLOO"),
         (
+            ["rl_training.algorithm=DPO", "rl_training.value_model=separate"],
+            "rl_training.value_model: DPO has no value model",
+        ),
+        (
+            ["rl_training.algorithm=DPO", "rl_training.kl_in=reward"],
+            "rl_training.kl_in: is for GRPO and RLOO; DPO's KL is in its objective (beta)",
+        ),
+        (["rl_training.algorithm=DPO", "rl_training.beta=0"], "rl_training.beta: "),
+        (
             [
                 "rl_training.algorithm=GRPO",
                 "rl_training.batch_size=24",
@@ -284,7 +293,7 @@ def test_unsupported_algorithm(tmp_path):
     path = write(tmp_path, "rl_training:\n  algorithm: TRPO\n")
     message = fault(path)
     assert message.startswith(f"{path}: rl_training.algorithm: ")
-    assert "'PPO', 'A2C', 'GRPO' or 'RLOO'" in message
+    assert "'PPO', 'A2C', 'GRPO', 'RLOO' or 'DPO'" in message
     assert message.endswith("(got 'TRPO')")
 
 
@@ -424,9 +433,9 @@ def test_override_without_a_key():
 
 
 def test_override_with_a_bad_value_is_validated():
-    message = fault(overrides=["rl_training.algorithm=DPO"])
+    message = fault(overrides=["rl_training.algorithm=TRPO"])
     assert message.startswith("config: rl_training.algorithm: ")
-    assert message.endswith("(got 'DPO')")
+    assert message.endswith("(got 'TRPO')")
 
 
 def test_override_below_a_scalar(tmp_path):

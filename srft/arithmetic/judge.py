@@ -43,6 +43,18 @@ gold_scores = JUDGE.scores
 criteria_scores = JUDGE.criteria_scores
 
 
+def exact_answer(prompts: Sequence[str], completions: Sequence[str], **_) -> list[float]:
+    """A verifiable reward (`rl_training.reward_functions`): 1.0 for a completion that is
+    exactly the problem's answer, as the prompt asks, else 0.0 (also for a prompt that asks no
+    problem)."""
+    rewards = []
+    for prompt, completion in zip(prompts, completions, strict=True):
+        problem = parse_problem(prompt)
+        text = completion.strip().rstrip(".")
+        rewards.append(float(problem is not None and text == str(problem.answer)))
+    return rewards
+
+
 def noisy_annotator(
     prompts: Sequence[str], responses: Sequence[str], noise: float = 0.05, seed: int = 0
 ) -> list[float]:

@@ -1,6 +1,7 @@
 """Building from a config what RL needs: the engine (policy from the SFT model or a checkpoint,
 frozen reference, value head or critic, the frozen reward model as the reward) and, for
-measuring a policy, a sampler that builds no optimizer."""
+measuring a policy, a sampler that builds no optimizer; rewards are the RM's score, with
+`rl_training.reward_functions` added to it."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from srft.outputs import PolicyMeasures
 from srft.rl.engine import RLEngine, sampler_seed
 from srft.rl.measure import PolicySampler, measure_policy
 from srft.rl.policy import CausalPolicy, PolicyWithValue
+from srft.rl.rewards import CombinedReward, reward_functions
 from srft.rl.rollout import reference_forward
 from srft.rl.trainer import GuardSettings
 from srft.scoring import Scorer
@@ -70,6 +72,18 @@ def reward_scorer(config: SrftConfig, reward_dir: str, policy_tokenizer) -> Rewa
     )
     hold_frozen(scorer.model, config)
     return scorer
+
+
+def training_reward(
+    config: SrftConfig, reward_dir: str, policy_tokenizer
+) -> RewardScorer | CombinedReward:
+    """RL's reward: the frozen RM at `reward_dir`, with `rl_training.reward_functions` the RM's
+    score and the functions' values by their weights."""
+    rl = config.rl_training
+    scorer = reward_scorer(config, reward_dir, policy_tokenizer)
+    if not rl.reward_functions:
+        return scorer
+    return CombinedReward(scorer, reward_functions(rl), rl.reward_model_weight)
 
 
 def hold_frozen(model: torch.nn.Module, config: SrftConfig) -> torch.nn.Module:
@@ -125,9 +139,9 @@ def build_engine(
     if config.rl_training.ptx_coef:  # the config refuses it without data.sft_file
         demonstrations, _ = demonstration_splits(config, tokenizer)
     engine = RLEngine(
-        PolicyWithValue(policy, critic, value=not config.rl_training.grouped),
+        PolicyWithValue(policy, critic, value=not config.rl_training.critic_free),
         tokenizer,
-        reward_scorer(config, reward_dir, tokenizer),
+        training_reward(config, reward_dir, tokenizer),
         config.rl_training,
         config.data,
         config.compute,
@@ -164,7 +178,7 @@ def build_sampler(
         CausalPolicy(policy),
         reference_forward(reference),
         tokenizer,
-        reward_scorer(config, reward_dir, tokenizer),
+        training_reward(config, reward_dir, tokenizer),
         config.data.max_prompt_length,
         config.data.max_response_length,
         torch.Generator(device=device).manual_seed(sampler_seed(config.seed + seed_offset, rank())),

@@ -1,13 +1,15 @@
 """The RL engine: rollouts scored by a frozen reward, KL-shaped rewards, GAE, and PPO or A2C
-updates of a policy with its value function, or GRPO or RLOO updates of a policy alone, on
-accelerate.
+updates of a policy with its value function, or GRPO or RLOO updates of a policy alone, or DPO
+updates from preference pairs, on accelerate.
 
 One `step` is: sample a response per prompt (KV cache), score it, penalise each token by its
 log-ratio to the frozen reference (and measure the exact per-token KL), estimate advantages, and
 update the policy and value function (`ppo_epochs` passes of clipped PPO, or one A2C pass).
 GRPO and RLOO sample a group of `group_size` responses per prompt instead, a response's
 advantage its score against its group's, and update the policy alone (`ppo_epochs` clipped
-passes), the KL in the reward or, as k3 estimates, in the loss.
+passes), the KL in the reward or, as k3 estimates, in the loss. DPO's step samples nothing: it
+scores a batch of preference pairs under the policy and the frozen reference and takes DPO's
+loss, its beta the KL coefficient.
 
 With several processes, each rolls out its share of the batch with its own sampler; advantages
 are whitened and the step's statistics reduced over all shares, and accelerate averages the
@@ -31,8 +33,9 @@ from torch.distributed.fsdp import register_fsdp_forward_method
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from srft.config import ComputeConfig, DataConfig, RLTrainingConfig
-from srft.data.sft import SFTCollator, SFTExample
-from srft.distributed import all_gather, barrier, is_main, rank, share, world_size
+from srft.data.pairs import PreferencePair
+from srft.data.sft import SFTCollator, SFTExample, encode_sft
+from srft.distributed import all_gather, all_sum, barrier, is_main, rank, share, world_size
 from srft.errors import SrftError
 from srft.models.lora import is_lora, load_adapter_weights, save_merged
 from srft.models.sharding import (
@@ -54,10 +57,17 @@ from srft.rl.kl import (
     shaped_rewards,
     token_logprobs,
 )
-from srft.rl.losses import a2c_policy_loss, clipped_value_loss, grpo_policy_loss, ppo_policy_loss
+from srft.rl.losses import (
+    a2c_policy_loss,
+    clipped_value_loss,
+    dpo_loss,
+    grpo_policy_loss,
+    ppo_policy_loss,
+)
 from srft.rl.measure import PolicySampler
 from srft.rl.policy import PolicyWithValue
 from srft.rl.reductions import mean_over_processes, rollout_metrics, whiten_over_processes
+from srft.rl.rewards import NonFiniteReward
 from srft.rl.rollout import (
     ReferenceLogits,
     RewardFunction,
@@ -147,7 +157,9 @@ class RLEngine:
             for method in ("step", "critic_values"):
                 register_fsdp_forward_method(self.unwrapped, method)
         self.kl_controller: FixedKLController | AdaptiveKLController = (
-            AdaptiveKLController(rl.kl_penalty, kl_aim_nats, rl.kl_horizon)
+            FixedKLController(rl.beta)
+            if rl.offline
+            else AdaptiveKLController(rl.kl_penalty, kl_aim_nats, rl.kl_horizon)
             if rl.adaptive_kl
             else FixedKLController(rl.kl_penalty)
         )
@@ -278,11 +290,15 @@ class RLEngine:
     def update(self, batch: Batch) -> dict[str, float]:
         """PPO, GRPO, RLOO: `ppo_epochs` passes over the batch in shuffled mini-batches. A2C:
         one pass."""
+        return self._training(self._update, batch)
+
+    def _training(self, update, *args) -> dict[str, float]:
+        """`update(*args)`, in train mode when layers are checkpointed (see `__init__`)."""
         if not self.gradient_checkpointing:
-            return self._update(batch)
+            return update(*args)
         self.unwrapped.train()
         try:
-            return self._update(batch)
+            return update(*args)
         finally:
             self.unwrapped.eval()
 
@@ -312,12 +328,8 @@ class RLEngine:
     def _minibatch_step(self, batch: Batch, idx, positions, keep, sync: bool) -> dict[str, float]:
         rl = self.rl
         mask = batch.mask[idx]
-        # DeepSpeed accumulates and clips as its config says (rl_deepspeed_settings)
-        context = (
-            self.accelerator.no_sync(self.model) if not (sync or self.deepspeed) else nullcontext()
-        )
         stats: dict[str, float] = {}
-        with context:
+        with self._accumulating(sync):
             logits, values = self.model(
                 batch.input_ids[idx], batch.attention_mask[idx], positions[idx], keep
             )
@@ -361,20 +373,103 @@ class RLEngine:
             ptx = self._sft_loss(len(idx)) if rl.ptx_coef else None
             if ptx is not None:
                 loss = loss + rl.ptx_coef * ptx
-            if self.deepspeed:
-                self._deepspeed_backward(loss, sync)
-            else:
-                self.accelerator.backward(loss / rl.gradient_accumulation_steps)
-        if sync and not self.deepspeed:
-            if rl.max_grad_norm is not None:
-                self.accelerator.clip_grad_norm_(self.model.parameters(), rl.max_grad_norm)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
+            self._backward(loss, sync)
         stats.update(
             policy_loss=policy.loss.item(),
             clip_fraction=policy.clip_fraction,
             approx_kl=policy.approx_kl,
         )
+        if ptx is not None:
+            stats["ptx_loss"] = ptx.item()
+        return stats
+
+    def _accumulating(self, sync: bool):
+        """The context of a mini-batch's forward and backward: gradients kept on this process
+        until the accumulation's last one (DeepSpeed accumulates as its config says,
+        `rl_deepspeed_settings`)."""
+        if sync or self.deepspeed:
+            return nullcontext()
+        return self.accelerator.no_sync(self.model)
+
+    def _backward(self, loss: torch.Tensor, sync: bool) -> None:
+        """The loss's gradients, added to the accumulation's; at its end, clipped and applied."""
+        rl = self.rl
+        if self.deepspeed:
+            self._deepspeed_backward(loss, sync)
+            return
+        self.accelerator.backward(loss / rl.gradient_accumulation_steps)
+        if sync:
+            if rl.max_grad_norm is not None:
+                self.accelerator.clip_grad_norm_(self.model.parameters(), rl.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+
+    # ---- DPO ----------------------------------------------------------------------------
+
+    def preference_update(self, pairs: Sequence[PreferencePair]) -> dict[str, float]:
+        """DPO: one pass over this process's `pairs` in mini-batches of pairs, each pair's
+        chosen and rejected response scored under the policy and the frozen reference. The
+        statistics (over all processes) are TRL's: the loss, the implicit rewards
+        beta x log(policy / reference) of chosen and rejected, their margin, and the share of
+        pairs whose chosen reward is the larger."""
+        return self._training(self._preference_update, list(pairs))
+
+    def _preference_update(self, pairs: list[PreferencePair]) -> dict[str, float]:
+        mini_batch_size = self.rl.mini_batch_size // world_size()
+        sums: dict[str, float] = {}
+        n_minibatches = 0
+        for micro, start in enumerate(range(0, len(pairs), mini_batch_size), start=1):
+            sync = (
+                micro % self.rl.gradient_accumulation_steps == 0
+                or start + mini_batch_size >= len(pairs)
+            )
+            stats = self._preference_minibatch(pairs[start : start + mini_batch_size], sync)
+            for key, value in stats.items():
+                sums[key] = sums.get(key, 0.0) + value
+            n_minibatches += 1
+        return mean_over_processes({key: value / n_minibatches for key, value in sums.items()})
+
+    def _preference_minibatch(self, pairs: list[PreferencePair], sync: bool) -> dict[str, float]:
+        rl = self.rl
+        rows = [{"prompt": p.prompt, "completion": p.chosen} for p in pairs]
+        rows += [{"prompt": p.prompt, "completion": p.rejected} for p in pairs]
+        encoded = encode_sft(rows, self.tokenizer, self.max_prompt_length, self.max_new_tokens)
+        batch = SFTCollator(self.tokenizer.pad_token_id)(encoded)
+        device = self.accelerator.device
+        ids, attention = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        targets = batch["labels"].to(device)[:, 1:]
+        mask = (targets != -100).float()
+        tokens = targets.clamp(min=0)
+        positions = position_ids(attention)
+        with torch.no_grad():
+            reference = self.reference_logits(ids, attention, positions)[:, :-1].float()
+            reference_logprobs = (token_logprobs(reference, tokens) * mask).sum(1)
+        with self._accumulating(sync):
+            logits, _ = self.model(ids, attention, positions, ids.shape[1])
+            logits = logits[:, :-1]
+            logprobs = (token_logprobs(logits, tokens) * mask).sum(1)
+            n = len(pairs)
+            preference = dpo_loss(
+                logprobs[:n],
+                logprobs[n:],
+                reference_logprobs[:n],
+                reference_logprobs[n:],
+                self.kl_controller.coef,
+            )
+            loss = preference.loss
+            if rl.entropy_bonus:
+                loss = loss - rl.entropy_bonus * masked_mean(entropy(logits), mask)
+            ptx = self._sft_loss(n) if rl.ptx_coef else None
+            if ptx is not None:
+                loss = loss + rl.ptx_coef * ptx
+            self._backward(loss, sync)
+        stats = {
+            "policy_loss": preference.loss.item(),
+            "rewards_chosen": preference.chosen,
+            "rewards_rejected": preference.rejected,
+            "rewards_margin": preference.margin,
+            "rewards_accuracy": preference.accuracy,
+        }
         if ptx is not None:
             stats["ptx_loss"] = ptx.item()
         return stats
@@ -423,12 +518,24 @@ class RLEngine:
 
     # ---- one step -----------------------------------------------------------------------
 
-    def step(self, prompts: list[str]) -> tuple[Batch, dict[str, float]]:
-        """One rollout of the global batch's `prompts` (`rl_training.prompts_per_batch`; this
+    def step(self, examples: Sequence) -> tuple[Batch | None, dict[str, float]]:
+        """One rollout of the global batch's prompts (`rl_training.prompts_per_batch`; this
         process's share in the returned batch) and its update; the metrics of both, over all
-        processes."""
-        batch = self.rollout(share(prompts))
+        processes (with reward functions, each part's mean reward). A batch whose rewards are
+        not all finite raises `NonFiniteReward` before any update. DPO: one update on the global
+        batch's preference pairs, and no rollout."""
+        if self.rl.offline:
+            stats = {"kl_coef": self.kl_controller.coef, **self.preference_update(share(examples))}
+            self.steps_done += 1
+            return None, stats
+        batch = self.rollout(share(examples))
+        not_finite = all_sum([float((~torch.isfinite(batch.scores)).sum())])[0]
+        if not_finite:
+            raise NonFiniteReward(
+                f"{int(not_finite)} of the batch's {self.rl.batch_size} rewards are not finite"
+            )
         stats = rollout_metrics(batch.mask, batch.kl, batch.entropy, batch.scores)
+        stats.update(mean_over_processes(getattr(self.reward_fn, "last_means", {})))
         stats["kl_coef"] = self.kl_controller.coef
         stats.update(self.update(batch))
         self.kl_controller.update(stats["kl_per_token_nats"], self.rl.batch_size)

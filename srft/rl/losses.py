@@ -139,6 +139,8 @@ class PreferenceLoss:
     loss: torch.Tensor
     accuracy: float  # share of pairs whose implicit reward puts chosen above rejected
     margin: float  # mean implicit reward of chosen minus rejected
+    chosen: float  # mean implicit reward of the chosen responses
+    rejected: float  # and of the rejected ones
 
 
 def dpo_loss(
@@ -158,4 +160,10 @@ def dpo_loss(
     loss = -torch.nn.functional.logsigmoid(margins).mean()
     with torch.no_grad():
         accuracy = (margins > 0).float().mean().item()
-    return PreferenceLoss(loss, accuracy, margins.detach().mean().item())
+    return PreferenceLoss(
+        loss,
+        accuracy,
+        margins.detach().mean().item(),
+        chosen.detach().mean().item(),
+        rejected.detach().mean().item(),
+    )

@@ -8,7 +8,8 @@ last step. Within the bound, that state is saved as the last good checkpoint, it
 beside it; over it, training rolls back to the last good checkpoint with
 `srft.decisions.kl_remedy`, or, when the rollbacks run out, stops there (the seed's early stop).
 The policy training ends with is always a good checkpoint, and its measures are the ones the
-stage's gates read: a checkpoint the guard keeps passes the KL gate it faces.
+stage's gates read: a checkpoint the guard keeps passes the KL gate it faces. A rollout whose
+rewards are not all finite is discarded before its update, and counts as a rollback.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import json
 import logging
 import random
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from srft.artifacts import checkpoint_folders
 from srft.decisions import KL_REMEDY, kl_guard, kl_remedy
@@ -30,6 +31,7 @@ from srft.progress import Reporter
 from srft.rl.engine import RLEngine
 from srft.rl.measure import measure_policy
 from srft.rl.reductions import mean_score
+from srft.rl.rewards import NonFiniteReward
 from srft.scoring import Scorer
 from srft.tracking import Tracker
 
@@ -40,6 +42,17 @@ DecisionLog = Callable[[str, str, dict[str, Any]], None]
 
 #: A checkpoint's held-out measures, written beside its weights.
 MEASURES_FILE = "measures.json"
+
+#: What the progress bar shows of a step, where the step has it: (label, metric)
+PROGRESS = (
+    ("reward", "reward"),
+    ("kl", "kl_per_token_nats"),
+    ("ent", "entropy_nats"),
+    ("loss", "policy_loss"),
+    ("acc", "rewards_accuracy"),
+)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -59,10 +72,13 @@ class TrainingOutcome:
     history: list[dict[str, float]] = field(default_factory=list)
     #: the held-out measures of the policy training ended with (its last good checkpoint)
     measures: PolicyMeasures | None = None
+    #: the held-out measures of the state training started from
+    start_measures: PolicyMeasures | None = None
 
 
-def prompt_batches(prompts: list[str], batch_size: int, seed: int, step: int) -> list[str]:
-    """The prompts of rollout `step`: passes over a seeded shuffle of `prompts`, cycling."""
+def prompt_batches(prompts: Sequence[T], batch_size: int, seed: int, step: int) -> list[T]:
+    """The prompts (DPO: pairs) of step `step`: passes over a seeded shuffle of `prompts`,
+    cycling."""
     per_pass = max(1, len(prompts) // batch_size)
     epoch, index = divmod(step, per_pass)
     order = list(prompts)
@@ -75,7 +91,7 @@ def prompt_batches(prompts: list[str], batch_size: int, seed: int, step: int) ->
 
 def train_policy(
     engine: RLEngine,
-    prompts: list[str],
+    prompts: Sequence,
     max_steps: int,
     checkpoints: Path,
     guard: GuardSettings,
@@ -88,10 +104,13 @@ def train_policy(
     description: str = "rl",
     step_offset: int = 0,
 ) -> TrainingOutcome:
-    """Train until `max_steps` rollout batches are done (resuming from `engine.steps_done`)."""
+    """Train until `max_steps` rollout batches are done (resuming from `engine.steps_done`) on
+    `prompts` (DPO: preference pairs)."""
     state_file = checkpoints / "guard.json"
     guard_state = json.loads(state_file.read_text()) if state_file.exists() else {}
     outcome = TrainingOutcome(steps=engine.steps_done, rollbacks=guard_state.get("rollbacks", 0))
+    if guard_state.get("start"):
+        outcome.start_measures = PolicyMeasures.model_validate(guard_state["start"])
 
     def held_out() -> PolicyMeasures:
         sampler = engine.measuring_sampler(guard.measure_seed)
@@ -105,6 +124,7 @@ def train_policy(
         good = PolicyMeasures.model_validate_json((last_good / MEASURES_FILE).read_text())
     else:  # a fresh start, or resumed from a checkpoint of the state the engine holds
         good = held_out()
+        outcome.start_measures = outcome.start_measures or good
         last_good = _save(engine, checkpoints, outcome, good)
     reporter = Reporter(description, max_steps)
     reporter.advance(engine.steps_done)
@@ -113,17 +133,29 @@ def train_policy(
             batch_prompts = prompt_batches(
                 prompts, engine.rl.prompts_per_batch, engine.seed, engine.steps_done
             )
-            batch, stats = engine.step(batch_prompts)
-            if judge is not None:
+            try:
+                batch, stats = engine.step(batch_prompts)
+            except NonFiniteReward as err:  # nothing applied: the policy is as it was
+                numbers = {"run": description, "step": engine.steps_done + 1}
+                if outcome.rollbacks < guard.max_rollbacks:
+                    outcome.rollbacks += 1
+                    reason = f"{err}: the step is discarded, the policy unchanged"
+                    _decide(decide, "rollback", reason, numbers)
+                    continue
+                _restore(engine, last_good)
+                reporter.done = engine.steps_done
+                outcome.stopped_early = True
+                reason = f"{err}, with no rollback left: keep checkpoint {last_good.name}"
+                _decide(decide, "stop", reason, numbers)
+                break
+            if judge is not None and batch is not None:
                 stats["judge_score"] = mean_score(judge(batch.prompts, batch.responses))
             stats["learning_rate"] = engine.learning_rate
             outcome.history.append({"step": engine.steps_done, **stats})
             step = engine.steps_done
             if step % log_interval == 0 or step == max_steps:
                 tracker.log({**stats, "rollbacks": outcome.rollbacks}, step=step_offset + step)
-            reporter.advance(
-                1, reward=stats["reward"], kl=stats["kl_per_token_nats"], ent=stats["entropy_nats"]
-            )
+            reporter.advance(1, **{label: stats[key] for label, key in PROGRESS if key in stats})
             if step % save_interval != 0 and step != max_steps:
                 continue
             measures = held_out()
@@ -199,7 +231,9 @@ def _save(
         (partial / MEASURES_FILE).write_text(measures.model_dump_json())
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
-        (checkpoints / "guard.json").write_text(json.dumps({"rollbacks": outcome.rollbacks}))
+        start = outcome.start_measures
+        guard_state = {"rollbacks": outcome.rollbacks, "start": start and start.model_dump()}
+        (checkpoints / "guard.json").write_text(json.dumps(guard_state))
         for old in checkpoint_folders(checkpoints)[:-2]:
             shutil.rmtree(old)
     barrier()  # a rollback on any process reads it

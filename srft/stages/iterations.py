@@ -1,7 +1,7 @@
 """Stage 6, iterative training. Each iteration samples on-policy pairs from the current policy,
 annotates them, trains the reward model on old + new pairs (on from the current one, or afresh),
-and runs RL again from the current policy against that RM (the KL stays measured to the SFT
-policy). An iteration whose judge score falls, whose KL or entropy leaves its bounds, or whose
+and runs RL again from the current policy against that RM (DPO: on the new pairs, online
+iterative DPO), the KL still measured to the SFT policy. An iteration whose judge score falls, whose KL or entropy leaves its bounds, or whose
 RM drops under the accuracy target on stage 2's test pairs is rolled back; the loop stops there,
 at convergence (a gain under `iteration.min_improvement`), or at `iteration.max_iterations`."""
 
@@ -107,8 +107,18 @@ def run(ctx: StageContext) -> StageResult:
         reward_dir = _retrain_reward_model(
             config, reward.base, reward_dir, train_pairs, val_pairs, folder
         )
+        examples = new_train if config.rl_training.offline else training_prompts(config)
         policy_dir, kl_coef, rollbacks, found = _reinforce(
-            ctx, config, policy_dir, reward_dir, sft_dir, folder, number, current, held_out
+            ctx,
+            config,
+            examples,
+            policy_dir,
+            reward_dir,
+            sft_dir,
+            folder,
+            number,
+            current,
+            held_out,
         )
         verdict, reason = judge_iteration(
             previous_score=current.score,
@@ -212,6 +222,7 @@ def _retrain_reward_model(
 def _reinforce(
     ctx,
     config,
+    examples,
     policy_dir,
     reward_dir,
     sft_dir,
@@ -220,7 +231,8 @@ def _reinforce(
     previous: IterationRow,
     held_out: list[PreferencePair],
 ) -> tuple[str, float, int, dict[str, float]]:
-    """RL from the current policy against the retrained RM, the KL still to the SFT policy.
+    """RL from the current policy on `examples` (prompts; DPO: pairs) against the retrained RM,
+    the KL still to the SFT policy.
     The KL penalty starts where the previous RL run's ended: the policy starts as far from
     the reference as that run left it, and a penalty back at `kl_penalty` would let it run
     past the bound before the controller caught up. Iterations may spend more of the KL
@@ -236,11 +248,12 @@ def _reinforce(
         seed_offset=number,
         kl_fraction=config.iteration.kl_fraction,
     )
-    if config.rl_training.adaptive_kl and previous.kl_coef is not None:
+    rl = config.rl_training
+    if (rl.adaptive_kl or rl.offline) and previous.kl_coef is not None:
         engine.kl_controller.coef = max(engine.kl_controller.coef, previous.kl_coef)
     outcome = train_policy(
         engine,
-        training_prompts(config),
+        examples,
         config.iteration.rl_steps,
         folder / "checkpoints",
         guard_settings(config),

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from srft.config import ComputeConfig, DataConfig, RLTrainingConfig
+from srft.data.pairs import PreferencePair
 from srft.data.sft import SFTCollator, encode_sft
 from srft.errors import SrftError
 from srft.rl.engine import RLEngine
@@ -65,7 +66,7 @@ def make_engine(
         },
     )
     return RLEngine(
-        PolicyWithValue(policy, critic, value=not rl.grouped),
+        PolicyWithValue(policy, critic, value=not rl.critic_free),
         tokenizer,
         fruit_share,
         rl,
@@ -319,3 +320,41 @@ def test_a_reference_held_in_half_precision_measures_kl_in_float():
     _, stats = engine.step(["list three fruits"] * 32)
     assert stats["kl_per_token_nats"] >= 0 and math.isfinite(stats["kl_per_token_nats"])
     assert engine.reference.dtype == torch.bfloat16
+
+
+def _fruit_pairs(chosen: str, rejected: str) -> list[PreferencePair]:
+    return [PreferencePair(prompt, chosen, rejected) for prompt in PROMPTS] * 4
+
+
+def _mean_reward(engine, samples: int = 8) -> float:
+    return float(engine.sample(PROMPTS * samples).scores.mean())
+
+
+def test_dpo_learns_the_chosen_side_of_its_pairs():
+    torch.set_num_threads(1)
+    engine = make_engine("DPO", 1e-2, batch_size=16, mini_batch_size=16)
+    assert engine.unwrapped.value_head is None and engine.unwrapped.critic is None
+    fruits = sorted(FRUITS)
+    pairs = _fruit_pairs(f"{fruits[0]} {fruits[1]}", "the the")
+    before = _mean_reward(engine)
+    history = [engine.step(pairs) for _ in range(20)]
+    batch, stats = history[-1]
+    assert batch is None  # nothing sampled
+    assert history[0][1]["rewards_margin"] == pytest.approx(0.0, abs=1e-4)  # policy = reference
+    assert stats["rewards_accuracy"] == 1.0 and stats["rewards_margin"] > 0.5
+    assert stats["rewards_chosen"] > 0 > stats["rewards_rejected"]
+    assert stats["kl_coef"] == 0.1  # beta
+    assert _mean_reward(engine) > before + 0.3
+
+
+def test_dpo_beta_holds_the_policy_to_the_reference():
+    torch.set_num_threads(1)
+    fruits = sorted(FRUITS)
+    pairs = _fruit_pairs(f"{fruits[0]} {fruits[1]}", "the the")
+    kls = {}
+    for beta in (0.02, 2.0):
+        engine = make_engine("DPO", 1e-2, batch_size=16, mini_batch_size=8, beta=beta)
+        for _ in range(15):
+            engine.step(pairs)
+        kls[beta] = float(engine.sample(PROMPTS * 8).kl.sum() / (len(PROMPTS) * 8))
+    assert kls[2.0] < kls[0.02] / 2, kls
