@@ -1,6 +1,7 @@
 import os
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from srft.config import load_config
 from srft.evaluation.tasks import KINDS
 from srft.pipeline import Pipeline
 from srft.run_dir import RunDir
-from tests.runs import SMALL_WORLD, STAGES, GoodRun
+from tests.runs import SMALL_WORLD, STAGES, WORLD_STAGE_6, GoodRun, srft_run
 
 # W&B runs stay on this machine, in each run directory, and say nothing
 os.environ["WANDB_MODE"] = "offline"
@@ -61,3 +62,27 @@ def good_run(tmp_path_factory) -> GoodRun:
         {n: read_json(run.manifest(n)) for n in STAGES},
     )
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def world_runs(tmp_path_factory) -> dict[int, Path]:
+    """The embedded world's seven stages, `srft run` as a user runs it, in one process and in
+    two (stage 6 as `WORLD_STAGE_6` says, every process taking part); tests/test_multiprocess.py
+    compares them, tests/test_algorithms.py runs the other algorithms from the first one's
+    stages 1-4."""
+    root = tmp_path_factory.mktemp("world")
+    runs = {}
+    for processes in (1, 2):
+        run = root / f"p{processes}"
+        stage_6 = [arg for setting in WORLD_STAGE_6 for arg in ("--set", setting)]
+        done = srft_run(
+            "--output-dir",
+            str(run),
+            "--set",
+            f"compute.num_devices={processes}",
+            *stage_6,
+            cwd=root,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[processes] = run
+    return runs

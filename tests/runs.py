@@ -2,11 +2,15 @@
 that the end-to-end tests share (the `good_run` fixture of tests/conftest.py), bringing it back
 to the good config, and a stand-in for a crash."""
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+import srft
 from srft.artifacts import read_json
 from srft.config import SrftConfig
 from srft.outputs import SFTOutputs
@@ -53,6 +57,30 @@ SMALL_WORLD = [
     # instead of 2 s for these tiny models.
     "compute.num_threads=1",
 ]
+
+#: The embedded world's stage 6 as the tests that run the whole world (`world_runs`) run it:
+#: one iteration, on 128 new prompts, the reward model trained on from the current one.
+WORLD_STAGE_6 = [
+    "iteration.max_iterations=1",
+    "iteration.prompts_per_iteration=128",
+    "iteration.reward_model_start=current",
+]
+
+SRFT_ROOT = Path(srft.__file__).resolve().parent.parent
+
+
+def srft_command(*args: str) -> tuple[list[str], dict[str, str]]:
+    """`srft run ARGS` as a user runs it, and the environment it runs in."""
+    env = {**os.environ, "PYTHONPATH": str(SRFT_ROOT)}
+    return [sys.executable, "-m", "srft", "run", *args], env
+
+
+def srft_run(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    command, env = srft_command(*args)
+    return subprocess.run(
+        command, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout, check=False
+    )
+
 
 #: the stages of the shared good run; stages 5-7 run once on it (`stages_5_to_7`)
 STAGES = [1, 2, 3, 4]

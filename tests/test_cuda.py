@@ -11,8 +11,7 @@ import torch
 from srft.artifacts import read_json
 from tests.rl.test_engine import make_engine
 from tests.rl.test_sharded import LAYOUTS, STEP, run_layouts
-from tests.runs import SMALL_WORLD
-from tests.test_multiprocess import srft_run
+from tests.runs import SMALL_WORLD, srft_run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")

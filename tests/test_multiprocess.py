@@ -1,7 +1,7 @@
 """The pipeline on two CPU processes (gloo), started as a user starts it: `srft run` with
 compute.num_devices: 2.
 
-- The embedded world, all seven stages: the same global work as one process at the same seed,
+- The embedded world, all seven stages (`world_runs` of tests/conftest.py): the same global work as one process at the same seed,
   every gate passing and the same decision, the RL figures and the win rate within the
   tolerances below, every artifact written once.
 - Stages 2 and 5 on two processes from the one-process run's SFT and reward models: pair files
@@ -13,12 +13,10 @@ compute.num_devices: 2.
 """
 
 import json
-import os
 import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,12 +25,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-import srft
 from srft.artifacts import read_json, read_jsonl
 from srft.config import GATE_NAMES
-from tests.runs import SMALL_WORLD, restore
+from tests.runs import SMALL_WORLD, restore, srft_command, srft_run
 
-SRFT_ROOT = Path(srft.__file__).resolve().parent.parent
 TWO = ["--set", "compute.num_devices=2"]
 
 # Tolerances between stage 5 on one and on two processes from the same reward model, over its
@@ -45,41 +41,6 @@ STEP_KL_TOLERANCE = 0.05  # at every logged step
 WIN_RATE_TOLERANCE = 0.1  # the whole runs' win rates
 # Between sharded layouts and ddp from the same models: the share of clipped tokens of a step
 CLIP_SHARE_TOLERANCE = 0.005
-
-
-def srft_run(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(SRFT_ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "srft", "run", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=timeout,
-        check=False,
-    )
-
-
-@pytest.fixture(scope="module")
-def world_runs(tmp_path_factory) -> dict[int, Path]:
-    """The embedded world's seven stages in one process and in two (stage 6 with one
-    iteration, which every process takes part in as in the demo's three)."""
-    root = tmp_path_factory.mktemp("world")
-    runs = {}
-    for processes in (1, 2):
-        run = root / f"p{processes}"
-        done = srft_run(
-            "--output-dir",
-            str(run),
-            "--set",
-            f"compute.num_devices={processes}",
-            "--set",
-            "iteration.max_iterations=1",
-            cwd=root,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        runs[processes] = run
-    return runs
 
 
 @pytest.mark.slow
@@ -208,8 +169,7 @@ def test_a_killed_worker_stops_the_run_and_srft_run_resumes_it(good_run, tmp_pat
         "--output-dir",
         str(run),
     ]
-    env = {**os.environ, "PYTHONPATH": str(SRFT_ROOT)}
-    command = [sys.executable, "-m", "srft", "run", *args]
+    command, env = srft_command(*args)
     started = subprocess.Popen(
         command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
