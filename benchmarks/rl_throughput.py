@@ -16,15 +16,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from versus_trl import (
+    ROOT,
+    clocked_episodes_per_s,
+    engine_episodes_per_s,
+    run_worker,
+    step_clock,
+    trl_python,
+)
+
 TRL_VENV = ROOT / "benchmarks" / ".venv-trl"
 BATCH = 16
 RESPONSE_LENGTH = 16
@@ -106,12 +111,7 @@ def srft_worker(folder: Path, steps: int, value_model: str) -> float:
         reference=reference,
     )
     prompts = json.loads((folder / "prompts.json").read_text())
-    batches = [prompts[i : i + BATCH] for i in range(0, len(prompts), BATCH)]
-    engine.step(batches[0])  # warm-up
-    start = time.perf_counter()
-    for i in range(steps):
-        engine.step(batches[(i + 1) % len(batches)])
-    return steps * BATCH / (time.perf_counter() - start)
+    return engine_episodes_per_s(engine, prompts, BATCH, steps)
 
 
 def trl_worker(folder: Path, steps: int) -> float:
@@ -120,7 +120,6 @@ def trl_worker(folder: Path, steps: int) -> float:
         AutoModelForCausalLM,
         AutoModelForSequenceClassification,
         AutoTokenizer,
-        TrainerCallback,
     )
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
@@ -128,12 +127,7 @@ def trl_worker(folder: Path, steps: int) -> float:
     prompts = json.loads((folder / "prompts.json").read_text())
     ids = [tokenizer(p)["input_ids"][-PROMPT_LENGTH:] for p in prompts]
     dataset = Dataset.from_dict({"input_ids": ids})
-    ends: list[float] = []
-
-    class StepClock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            ends.append(time.perf_counter())
-
+    clock, ends = step_clock()
     with tempfile.TemporaryDirectory() as out:
         config = PPOConfig(
             output_dir=out,
@@ -167,35 +161,10 @@ def trl_worker(folder: Path, steps: int) -> float:
             ),
             train_dataset=dataset,
             eval_dataset=dataset.select(range(BATCH)),
-            callbacks=[StepClock()],
+            callbacks=[clock],
         )
         trainer.train()
-    # The first step is the warm-up, as on srft's side.
-    return steps * BATCH / (ends[-1] - ends[0])
-
-
-def trl_python() -> Path:
-    """The TRL 1.9.2 environment's interpreter, created on first use."""
-    python = TRL_VENV / "bin" / "python"
-    if not python.exists():
-        print("creating benchmarks/.venv-trl with trl==1.9.2 ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(TRL_VENV)], check=True)
-        pip = [str(TRL_VENV / "bin" / "pip"), "install", "--quiet"]
-        subprocess.run([*pip, "torch==2.13.0"], check=True)
-        subprocess.run([*pip, "trl==1.9.2"], check=True)
-    return python
-
-
-def run_worker(python: Path, folder: Path, worker: str, steps: int) -> float:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"}
-    out = subprocess.run(
-        [str(python), __file__, "--worker", worker, "--models", str(folder), "--steps", str(steps)],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    return float(out.stdout.strip().splitlines()[-1])
+    return clocked_episodes_per_s(ends, BATCH)  # the first step is the warm-up, as srft's
 
 
 def main() -> None:
@@ -213,7 +182,7 @@ def main() -> None:
             print(srft_worker(args.models, args.steps, args.worker.removeprefix("srft-")))
         return
 
-    trl = trl_python()
+    trl = trl_python(TRL_VENV, "1.9.2")
     ours = Path(sys.executable)
     figures: dict[str, list[float]] = {"srft-separate": [], "trl": [], "srft-shared": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -222,7 +191,18 @@ def main() -> None:
         for round_number in range(args.rounds):
             for worker in figures:
                 python = trl if worker == "trl" else ours
-                figures[worker].append(run_worker(python, folder, worker, args.steps))
+                figures[worker].append(
+                    run_worker(
+                        python,
+                        __file__,
+                        "--worker",
+                        worker,
+                        "--models",
+                        str(folder),
+                        "--steps",
+                        str(args.steps),
+                    )  # fmt: skip
+                )
                 print(
                     f"round {round_number + 1}: {worker}: {figures[worker][-1]:.1f} episodes/s",
                     file=sys.stderr,

@@ -67,6 +67,25 @@ def test_init_and_validate_config_import_no_heavy_module(tmp_path, profile):
     assert checked == {"status": 0, "heavy": []}
 
 
+def test_a_reward_function_that_does_not_import_is_one_line_and_exit_2(tmp_path):
+    config = tmp_path / "srf_config.yaml"
+    config.write_text("rl_training:\n  reward_functions: [no_such_rewards:exact]\n")
+    for command in ("validate-config", "run"):
+        done = subprocess.run(
+            [sys.executable, "-m", "srft", command, str(config)],
+            cwd=tmp_path,
+            env=_env(),
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 2
+        assert done.stderr.strip() == (
+            f"error: {config}: rl_training.reward_functions: cannot import module "
+            "'no_such_rewards' (No module named 'no_such_rewards')"
+        )
+    assert not (tmp_path / "outputs").exists()  # refused before any work
+
+
 def _fastest_seconds(command: list[str], cwd: Path, runs: int = 3) -> float:
     times = []
     for _ in range(runs):
