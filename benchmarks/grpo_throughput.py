@@ -2,8 +2,8 @@
 
 Both train the same randomly initialised GPT-2 policy (4 layers, width 128; rl_throughput.py
 builds it) against the same GPT-2 reward model, on CPU with `--threads` torch threads: each
-step samples 8 prompts x 4 responses (group size 4) of up to 16 tokens,
-scores them, normalises each score within its group, and takes one optimizer step on all 32 with
+step samples 8 prompts x 4 responses (group size 4) of up to `--response-tokens` tokens (16,
+as rl_throughput.py's; at most 40), scores them, normalises each score within its group, and takes one optimizer step on all 32 with
 the clipped objective, the KL to a frozen reference in the loss (k3, coefficient 0.04), each
 response's token mean averaged over responses (TRL's loss_type "grpo"). TRL 1.16 runs in a
 virtual environment of its own (benchmarks/.venv-trl116, created on first use). Runs alternate
@@ -11,6 +11,7 @@ between the two; each worker times its steps after one warm-up step. The last li
 one JSON object: {"srft_episodes_per_s", "trl_episodes_per_s", "ratio", ...}.
 
     .venv/bin/python benchmarks/grpo_throughput.py [--rounds 3] [--steps 20] [--threads 2]
+        [--response-tokens 16]
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from rl_throughput import PROMPT_LENGTH, RESPONSE_LENGTH, build_models
+from rl_throughput import PROMPT_LENGTH, build_models
 from versus_trl import (
     ROOT,
     clocked_episodes_per_s,
@@ -37,9 +38,11 @@ PROMPTS, GROUP = 8, 4
 BATCH = PROMPTS * GROUP
 LEARNING_RATE = 1e-6
 BETA = 0.04
+#: response tokens, as rl_throughput.py's; at most 40, what the models' 64 positions leave
+RESPONSE_LENGTH = 16
 
 
-def srft_worker(folder: Path, steps: int) -> float:
+def srft_worker(folder: Path, steps: int, response_length: int) -> float:
     from srft.config import ComputeConfig, DataConfig, RLTrainingConfig
     from srft.models.loading import load_policy, load_reward_model, load_tokenizer
     from srft.models.reward import RewardScorer
@@ -65,9 +68,9 @@ def srft_worker(folder: Path, steps: int) -> float:
     engine = RLEngine(
         PolicyWithValue(policy, None, value=False),
         tokenizer,
-        RewardScorer(reward, tokenizer, PROMPT_LENGTH, RESPONSE_LENGTH, policy_tokenizer=tokenizer),
+        RewardScorer(reward, tokenizer, PROMPT_LENGTH, response_length, policy_tokenizer=tokenizer),
         rl,
-        DataConfig(max_prompt_length=PROMPT_LENGTH, max_response_length=RESPONSE_LENGTH),
+        DataConfig(max_prompt_length=PROMPT_LENGTH, max_response_length=response_length),
         ComputeConfig(),
         kl_aim_nats=0.05,  # unused: the KL coefficient is fixed
         seed=0,
@@ -77,7 +80,7 @@ def srft_worker(folder: Path, steps: int) -> float:
     return engine_episodes_per_s(engine, prompts, PROMPTS, steps)
 
 
-def trl_worker(folder: Path, steps: int) -> float:
+def trl_worker(folder: Path, steps: int, response_length: int) -> float:
     from datasets import Dataset
     from transformers import (
         AutoModelForCausalLM,
@@ -98,7 +101,7 @@ def trl_worker(folder: Path, steps: int) -> float:
             num_generations=GROUP,
             steps_per_generation=1,
             num_iterations=1,
-            max_completion_length=RESPONSE_LENGTH,
+            max_completion_length=response_length,
             max_steps=steps + 1,
             learning_rate=LEARNING_RATE,
             beta=BETA,
@@ -132,6 +135,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs per side")
     parser.add_argument("--steps", type=int, default=20, help="timed GRPO steps per run")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each worker")
+    parser.add_argument(
+        "--response-tokens", type=int, default=RESPONSE_LENGTH, choices=range(1, 41)
+    )
     parser.add_argument("--worker", choices=["srft", "trl"])
     parser.add_argument("--models", type=Path)
     args = parser.parse_args()
@@ -141,7 +147,7 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
         worker = trl_worker if args.worker == "trl" else srft_worker
-        print(worker(args.models, args.steps))
+        print(worker(args.models, args.steps, args.response_tokens))
         return
 
     pythons = {"srft": Path(sys.executable), "trl": trl_python(TRL_VENV, "1.16.0")}
@@ -154,6 +160,7 @@ def main() -> None:
                 figure = run_worker(
                     python, __file__, "--worker", worker, "--models", str(folder),
                     "--steps", str(args.steps), "--threads", str(args.threads),
+                    "--response-tokens", str(args.response_tokens),
                 )  # fmt: skip
                 figures[worker].append(figure)
                 print(
@@ -168,7 +175,7 @@ def main() -> None:
                 "ratio": round(srft_figure / trl_figure, 2),
                 "group_size": GROUP,
                 "batch": BATCH,
-                "response_tokens": RESPONSE_LENGTH,
+                "response_tokens": args.response_tokens,
                 "rounds": args.rounds,
                 "steps_per_run": args.steps,
                 "threads": args.threads,
