@@ -1,9 +1,10 @@
 """Stage 6, iterative training. Each iteration samples on-policy pairs from the current policy,
 annotates them, trains the reward model on old + new pairs (on from the current one, or afresh),
 and runs RL again from the current policy against that RM (DPO: on the new pairs, online
-iterative DPO), the KL still measured to the SFT policy. An iteration whose judge score falls, whose KL or entropy leaves its bounds, or whose
-RM drops under the accuracy target on stage 2's test pairs is rolled back; the loop stops there,
-at convergence (a gain under `iteration.min_improvement`), or at `iteration.max_iterations`."""
+iterative DPO), the KL still measured to the SFT policy. An iteration whose judge score falls,
+whose KL or entropy leaves its bounds, or whose RM drops under the accuracy target on stage 2's
+test pairs is rolled back; the loop stops there, at convergence (a gain under
+`iteration.min_improvement`), or at `iteration.max_iterations`."""
 
 from __future__ import annotations
 
@@ -107,7 +108,10 @@ def run(ctx: StageContext) -> StageResult:
         reward_dir = _retrain_reward_model(
             config, reward.base, reward_dir, train_pairs, val_pairs, folder
         )
-        examples = new_train if config.rl_training.offline else training_prompts(config)
+        # DPO learns from the new pairs (from all, should the policy's samples make none)
+        examples = (
+            (new_train or train_pairs) if config.rl_training.offline else training_prompts(config)
+        )
         policy_dir, kl_coef, rollbacks, found = _reinforce(
             ctx,
             config,
