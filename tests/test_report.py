@@ -13,10 +13,11 @@ from srft.outputs import (
     Interpretability,
     PolicyMeasures,
     PreferenceOutputs,
+    RLOutputs,
     SFTOutputs,
     StageOutputs,
 )
-from srft.report import Evidence, _stage1, _stage7, write_report
+from srft.report import Evidence, _stage1, _stage5, _stage7, write_report
 from srft.run_dir import RunDir
 from tests.runs import SFT_RECORD
 
@@ -91,3 +92,30 @@ def test_stage_7_ticks_a_benchmark_only_when_it_held_and_the_decision_only_when_
     assert "- [ ] Reward model score on held-out prompts: 0.2000 (SFT: 0.4000)" in found
     assert "- [ ] Deployment decision: stop" in found
     assert "- [ ] Retention rate: 0.7300" in found
+
+
+def test_stage_5_ticks_dpos_loss_on_its_trend_and_leaves_ppos_surrogate_unmeasured(tmp_path):
+    def record(algorithm: str, first: float, last: float) -> RLOutputs:
+        return RLOutputs.model_construct(
+            algorithm=algorithm,
+            value_model="none",
+            steps=10,
+            episodes=80,
+            rollbacks=0,
+            reward_first_steps=0.1,
+            reward_last_steps=0.3,
+            reward_improving=True,
+            policy_loss_first_steps=first,
+            policy_loss_last_steps=last,
+        )
+
+    logged = evidence(tmp_path, logged=["held_out_kl_per_token_nats"])
+    falling = "\n".join(_stage5(record("DPO", 0.69, 0.52), logged))
+    assert "- [x] DPO loss falling: 0.6900 -> 0.5200" in falling
+    assert "- [x] Training: 10 steps, 80 pairs, 0 KL rollbacks" in falling
+    assert "- [x] Average reward trending up (held-out samples): 0.1000 -> 0.3000" in falling
+    rising = "\n".join(_stage5(record("DPO", 0.52, 0.69), logged))
+    assert "- [ ] DPO loss falling: 0.5200 -> 0.6900" in rising
+    ppo = "\n".join(_stage5(record("PPO", 0.52, 0.69), logged))
+    assert "- [ ] Policy loss: 0.5200 -> 0.6900 (not measured: a PPO surrogate" in ppo
+    assert "80 episodes" in ppo
