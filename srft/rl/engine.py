@@ -19,6 +19,7 @@ gradients, so the update is the global batch's.
 from __future__ import annotations
 
 import json
+import statistics
 import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -156,13 +157,7 @@ class RLEngine:
             # sampling steps and the critic's pass gather the shards as a forward does
             for method in ("step", "critic_values"):
                 register_fsdp_forward_method(self.unwrapped, method)
-        self.kl_controller: FixedKLController | AdaptiveKLController = (
-            FixedKLController(rl.beta)
-            if rl.offline
-            else AdaptiveKLController(rl.kl_penalty, kl_aim_nats, rl.kl_horizon)
-            if rl.adaptive_kl
-            else FixedKLController(rl.kl_penalty)
-        )
+        self.kl_controller = kl_controller(rl, kl_aim_nats)
         self.generator = torch.Generator(device=device).manual_seed(sampler_seed(seed, rank()))
         self.steps_done = 0
 
@@ -309,8 +304,7 @@ class RLEngine:
         mini_batch_size = rl.mini_batch_size // world_size()
         keep = batch.response_tokens + 1
         positions = position_ids(batch.attention_mask)
-        sums: dict[str, float] = {}
-        n_minibatches = 0
+        found = []
         micro = 0
         for epoch in range(epochs):
             order = torch.randperm(size, generator=self.generator, device=self.generator.device)
@@ -319,11 +313,8 @@ class RLEngine:
                 micro += 1
                 last = epoch == epochs - 1 and start + mini_batch_size >= size
                 sync = micro % rl.gradient_accumulation_steps == 0 or last
-                stats = self._minibatch_step(batch, idx, positions, keep, sync)
-                for key, value in stats.items():
-                    sums[key] = sums.get(key, 0.0) + value
-                n_minibatches += 1
-        return mean_over_processes({key: value / n_minibatches for key, value in sums.items()})
+                found.append(self._minibatch_step(batch, idx, positions, keep, sync))
+        return mean_over_minibatches(found)
 
     def _minibatch_step(self, batch: Batch, idx, positions, keep, sync: bool) -> dict[str, float]:
         rl = self.rl
@@ -416,28 +407,23 @@ class RLEngine:
 
     def _preference_update(self, pairs: list[PreferencePair]) -> dict[str, float]:
         mini_batch_size = self.rl.mini_batch_size // world_size()
-        sums: dict[str, float] = {}
-        n_minibatches = 0
+        found = []
         for micro, start in enumerate(range(0, len(pairs), mini_batch_size), start=1):
             sync = (
                 micro % self.rl.gradient_accumulation_steps == 0
                 or start + mini_batch_size >= len(pairs)
             )
-            stats = self._preference_minibatch(pairs[start : start + mini_batch_size], sync)
-            for key, value in stats.items():
-                sums[key] = sums.get(key, 0.0) + value
-            n_minibatches += 1
-        return mean_over_processes({key: value / n_minibatches for key, value in sums.items()})
+            found.append(self._preference_minibatch(pairs[start : start + mini_batch_size], sync))
+        return mean_over_minibatches(found)
 
     def _preference_minibatch(self, pairs: list[PreferencePair], sync: bool) -> dict[str, float]:
         rl = self.rl
         rows = [{"prompt": p.prompt, "completion": p.chosen} for p in pairs]
         rows += [{"prompt": p.prompt, "completion": p.rejected} for p in pairs]
-        encoded = encode_sft(rows, self.tokenizer, self.max_prompt_length, self.max_new_tokens)
-        batch = SFTCollator(self.tokenizer.pad_token_id)(encoded)
-        device = self.accelerator.device
-        ids, attention = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        targets = batch["labels"].to(device)[:, 1:]
+        ids, attention, labels = self._collated(
+            encode_sft(rows, self.tokenizer, self.max_prompt_length, self.max_new_tokens)
+        )
+        targets = labels[:, 1:]
         mask = (targets != -100).float()
         tokens = targets.clamp(min=0)
         positions = position_ids(attention)
@@ -481,18 +467,19 @@ class RLEngine:
         drawn = torch.randint(
             len(self.demonstrations), (size,), generator=self.generator, device=device
         )
-        batch = SFTCollator(self.tokenizer.pad_token_id)(
-            [self.demonstrations[i] for i in drawn.tolist()]
-        )
-        ids, mask = (
-            batch["input_ids"].to(self.accelerator.device),
-            batch["attention_mask"].to(self.accelerator.device),
-        )
+        ids, mask, labels = self._collated([self.demonstrations[i] for i in drawn.tolist()])
         logits, _ = self.model(ids, mask, position_ids(mask), ids.shape[1])
-        labels = batch["labels"].to(logits.device)[:, 1:]
         return torch.nn.functional.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100
+            logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
         )
+
+    def _collated(
+        self, examples: list[SFTExample]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Input ids, attention mask and labels of `examples`, right-padded, on the device."""
+        batch = SFTCollator(self.tokenizer.pad_token_id)(examples)
+        device = self.accelerator.device
+        return tuple(batch[k].to(device) for k in ("input_ids", "attention_mask", "labels"))
 
     def _deepspeed_backward(self, loss: torch.Tensor, sync: bool) -> None:
         """DeepSpeed's backward (the loss divided by the accumulation steps) and, at the end of
@@ -672,6 +659,23 @@ DEEPSPEED_STATE, DEEPSPEED_TAG = "deepspeed", "state"
 
 #: the parts of `PolicyWithValue` a checkpoint saves
 SUBMODULES = ("policy", "value_head", "critic")
+
+
+def kl_controller(
+    rl: RLTrainingConfig, kl_aim_nats: float
+) -> FixedKLController | AdaptiveKLController:
+    """The KL coefficient's controller: DPO's beta, fixed; the online algorithms' kl_penalty,
+    adapted toward `kl_aim_nats` with `adaptive_kl`."""
+    if rl.offline:
+        return FixedKLController(rl.beta)
+    if rl.adaptive_kl:
+        return AdaptiveKLController(rl.kl_penalty, kl_aim_nats, rl.kl_horizon)
+    return FixedKLController(rl.kl_penalty)
+
+
+def mean_over_minibatches(stats: list[dict[str, float]]) -> dict[str, float]:
+    """Each statistic's mean over an update's mini-batches, then over the processes."""
+    return mean_over_processes({key: statistics.fmean(s[key] for s in stats) for key in stats[0]})
 
 
 def sampler_seed(seed: int, process: int) -> int:
