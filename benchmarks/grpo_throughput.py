@@ -26,9 +26,9 @@ from pathlib import Path
 from rl_throughput import PROMPT_LENGTH, build_models
 from versus_trl import (
     ROOT,
+    alternate,
     clocked_episodes_per_s,
     engine_episodes_per_s,
-    run_worker,
     step_clock,
     trl_python,
 )
@@ -151,21 +151,12 @@ def main() -> None:
         return
 
     pythons = {"srft": Path(sys.executable), "trl": trl_python(TRL_VENV, "1.16.0")}
-    figures: dict[str, list[float]] = {"srft": [], "trl": []}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        build_models(folder)
-        for round_number in range(args.rounds):
-            for worker, python in pythons.items():
-                figure = run_worker(
-                    python, __file__, "--worker", worker, "--models", str(folder),
-                    "--steps", str(args.steps), "--threads", str(args.threads),
-                    "--response-tokens", str(args.response_tokens),
-                )  # fmt: skip
-                figures[worker].append(figure)
-                print(
-                    f"round {round_number + 1}: {worker}: {figure:.1f} episodes/s", file=sys.stderr
-                )
+        build_models(Path(tmp))
+        figures = alternate(
+            args.rounds, pythons, __file__, "--models", tmp, "--steps", str(args.steps),
+            "--threads", str(args.threads), "--response-tokens", str(args.response_tokens),
+        )  # fmt: skip
     srft_figure, trl_figure = (statistics.median(figures[w]) for w in ("srft", "trl"))
     print(
         json.dumps(

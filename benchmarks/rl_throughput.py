@@ -23,9 +23,9 @@ from pathlib import Path
 
 from versus_trl import (
     ROOT,
+    alternate,
     clocked_episodes_per_s,
     engine_episodes_per_s,
-    run_worker,
     step_clock,
     trl_python,
 )
@@ -182,31 +182,13 @@ def main() -> None:
             print(srft_worker(args.models, args.steps, args.worker.removeprefix("srft-")))
         return
 
-    trl = trl_python(TRL_VENV, "1.9.2")
-    ours = Path(sys.executable)
-    figures: dict[str, list[float]] = {"srft-separate": [], "trl": [], "srft-shared": []}
+    trl, ours = trl_python(TRL_VENV, "1.9.2"), Path(sys.executable)
+    pythons = {"srft-separate": ours, "trl": trl, "srft-shared": ours}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        build_models(folder)
-        for round_number in range(args.rounds):
-            for worker in figures:
-                python = trl if worker == "trl" else ours
-                figures[worker].append(
-                    run_worker(
-                        python,
-                        __file__,
-                        "--worker",
-                        worker,
-                        "--models",
-                        str(folder),
-                        "--steps",
-                        str(args.steps),
-                    )  # fmt: skip
-                )
-                print(
-                    f"round {round_number + 1}: {worker}: {figures[worker][-1]:.1f} episodes/s",
-                    file=sys.stderr,
-                )
+        build_models(Path(tmp))
+        figures = alternate(
+            args.rounds, pythons, __file__, "--models", tmp, "--steps", str(args.steps)
+        )
     srft_same = statistics.median(figures["srft-separate"])
     trl_figure = statistics.median(figures["trl"])
     print(

@@ -37,6 +37,19 @@ def run_worker(python: Path, script: str, *args: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def alternate(rounds: int, pythons: dict[str, Path], script: str, *args: str) -> dict[str, list]:
+    """Each worker's episodes/s over `rounds` rounds that run the workers in turn, each as
+    `python script --worker NAME ARGS` with its own interpreter; every figure is printed to
+    stderr as it comes."""
+    figures: dict[str, list[float]] = {worker: [] for worker in pythons}
+    for number in range(1, rounds + 1):
+        for worker, python in pythons.items():
+            figure = run_worker(python, script, "--worker", worker, *args)
+            figures[worker].append(figure)
+            print(f"round {number}: {worker}: {figure:.1f} episodes/s", file=sys.stderr)
+    return figures
+
+
 def engine_episodes_per_s(engine, prompts: list[str], per_step: int, steps: int) -> float:
     """srft's engine: episodes/s over `steps` steps of `per_step` prompts each, after one."""
     batches = [prompts[i : i + per_step] for i in range(0, len(prompts), per_step)]
